@@ -1,0 +1,201 @@
+"""The run configuration: one pydantic tree, the only place defaults live."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field(
+        "builtin:smollm2-135m-instruct",
+        description="Base model: a local Hugging Face directory, a hub id already in the local cache, "
+        "or 'builtin:smollm2-135m-instruct' (the embedded default, no download needed).",
+    )
+    template: str = Field(
+        "auto",
+        description="Chat template used for training and written into exports: 'auto' keeps the "
+        "tokenizer's own template; or one of chatml, qwen, llama3.",
+    )
+    trust_remote_code: bool = Field(
+        False,
+        description="Run Python code shipped inside the model repository. Off unless you trust the source.",
+    )
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        "none",
+        description="Load the frozen base quantized through bitsandbytes (QLoRA). Needs CUDA kernels; "
+        "bitsandbytes has none for gfx906 (MI50).",
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto",
+        description="Attention kernel: 'auto' lets transformers choose (SDPA where available).",
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, value: str) -> str:
+        from tunedeck.core.templates import TEMPLATE_NAMES
+
+        if value != "auto" and value not in TEMPLATE_NAMES:
+            raise ValueError(f"unknown template {value!r}; use 'auto' or one of {', '.join(TEMPLATE_NAMES)}")
+        return value
+
+
+class DataConfig(Section):
+    path: str = Field(
+        "builtin:demo_identity.json",
+        description="Training data: a JSON / JSONL file or 'builtin:NAME' for a dataset shipped with tunedeck. "
+        "Relative paths are resolved against the config file's folder.",
+    )
+    format: Literal["auto", "alpaca", "sharegpt", "openai"] = Field(
+        "auto", description="Row format; 'auto' detects it from the first rows."
+    )
+    dataset_info: str | None = Field(
+        None,
+        description="LLaMA-Factory dataset_info.json whose entry 'name' describes the file, columns and tags.",
+    )
+    name: str | None = Field(None, description="Entry of dataset_info to use.")
+    cutoff_len: int = Field(
+        2048,
+        ge=16,
+        le=1_048_576,
+        description="Longest training sequence in tokens, chat template included; longer samples are cut.",
+    )
+    val_size: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of rows held out for validation, chosen by a stable hash of each row.",
+    )
+    max_samples: int | None = Field(
+        None, ge=1, description="Use at most this many rows (after the split); for quick trials."
+    )
+    system_prompt: str | None = Field(
+        None, description="System prompt given to every conversation that has none of its own."
+    )
+
+    @model_validator(mode="after")
+    def _info_needs_name(self) -> DataConfig:
+        if self.dataset_info and not self.name:
+            raise ValueError("data.dataset_info needs data.name: the entry to read from it")
+        return self
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank: capacity of the adapter.")
+    alpha: int = Field(32, ge=1, le=4096, description="LoRA alpha: the adapter's scale is alpha / r.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter's input.")
+    target_modules: str | list[str] = Field(
+        "all-linear",
+        description="Modules that get adapters: 'all-linear' or a list of names such as q_proj, v_proj.",
+    )
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r) instead of alpha / r.")
+    use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA); slower, sometimes better.")
+
+
+class TrainConfig(Section):
+    num_epochs: float = Field(3.0, gt=0, le=1000, description="Passes over the training split.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimizer steps; overrides num_epochs."
+    )
+    batch_size: int = Field(2, ge=1, le=4096, description="Samples per device per forward pass.")
+    gradient_accumulation_steps: int = Field(
+        8, ge=1, le=4096, description="Forward passes summed into one optimizer step."
+    )
+    learning_rate: float = Field(1e-4, gt=0, le=1, description="Peak learning rate of the adapter.")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warmup."
+    )
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Fraction of steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay on the adapter.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "sgd"] = Field(
+        "adamw_torch", description="Optimizer; adamw_8bit needs bitsandbytes."
+    )
+    precision: Precision = Field(
+        "auto",
+        description="Compute precision. 'auto' picks from the hardware: fp32 on CPUs (bf16 is ~15x slower "
+        "there), bf16 on GPUs with bf16 hardware, fp16 otherwise.",
+    )
+    gradient_checkpointing: bool = Field(
+        True, description="Recompute activations in the backward pass: much less memory, ~30% slower."
+    )
+    logging_steps: int = Field(1, ge=1, description="Optimizer steps between two 'step' events.")
+    eval_strategy: Literal["no", "steps", "epoch"] = Field(
+        "epoch", description="When to compute validation loss."
+    )
+    eval_steps: int | None = Field(None, ge=1, description="Steps between evaluations when eval_strategy is steps.")
+    save_strategy: Literal["no", "steps", "epoch"] = Field("epoch", description="When to write checkpoints.")
+    save_steps: int | None = Field(None, ge=1, description="Steps between checkpoints when save_strategy is steps.")
+    save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints.")
+    seed: int = Field(42, description="Seed for adapter initialisation, data order and the validation split.")
+    num_threads: int | None = Field(
+        None, ge=1, le=1024, description="CPU threads for torch; empty uses every core."
+    )
+    sample_prompts: list[str] = Field(
+        default_factory=list,
+        description="Prompts answered by the base and the fine-tuned model when training ends, "
+        "so you can see the difference.",
+    )
+
+    @model_validator(mode="after")
+    def _steps_strategies_need_steps(self) -> TrainConfig:
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            raise ValueError("train.eval_strategy 'steps' needs train.eval_steps")
+        if self.save_strategy == "steps" and self.save_steps is None:
+            raise ValueError("train.save_strategy 'steps' needs train.save_steps")
+        return self
+
+
+class DistributedConfig(Section):
+    num_gpus: int = Field(1, ge=1, le=64, description="GPUs per node; more than one launches accelerate.")
+    num_nodes: int = Field(1, ge=1, le=1024, description="Machines taking part; more than one needs a hostfile.")
+    hostfile: str | None = Field(None, description="DeepSpeed hostfile listing the nodes for multi-node runs.")
+    deepspeed_stage: Literal[0, 2, 3] = Field(
+        0,
+        description="DeepSpeed ZeRO stage: 0 off, 2 shards optimizer states and gradients, "
+        "3 also shards parameters.",
+    )
+    offload_optimizer: bool = Field(False, description="ZeRO: keep optimizer states in CPU memory.")
+    offload_params: bool = Field(False, description="ZeRO-3: keep parameters in CPU memory.")
+
+    @model_validator(mode="after")
+    def _offload_needs_zero(self) -> DistributedConfig:
+        if self.offload_optimizer and self.deepspeed_stage == 0:
+            raise ValueError("distributed.offload_optimizer needs deepspeed_stage 2 or 3")
+        if self.offload_params and self.deepspeed_stage != 3:
+            raise ValueError("distributed.offload_params needs deepspeed_stage 3")
+        if self.num_nodes > 1 and not self.hostfile:
+            raise ValueError("distributed.num_nodes > 1 needs distributed.hostfile")
+        return self
+
+
+class ExportConfig(Section):
+    merge_dtype: Literal["auto", "fp16", "bf16", "fp32"] = Field(
+        "auto", description="Dtype of the merged model; 'auto' keeps the training precision (fp16 for fp32)."
+    )
+    quantizations: list[str] = Field(
+        default_factory=lambda: ["Q4_K_M"], description="GGUF quantization types to produce."
+    )
+    system_prompt: str | None = Field(None, description="SYSTEM prompt written into the Ollama Modelfile.")
+    ollama_name: str | None = Field(None, description="Name for 'ollama create'; empty uses the run id.")
+
+
+class Config(Section):
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The base model and its template.")
+    data: DataConfig = Field(default_factory=DataConfig, description="The training data.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="The LoRA adapter.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The optimisation loop.")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, description="GPUs, nodes and DeepSpeed."
+    )
+    export: ExportConfig = Field(default_factory=ExportConfig, description="Merge, GGUF and Ollama export.")
