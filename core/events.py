@@ -1,0 +1,205 @@
+"""The versioned JSON-lines event stream: typed events, a flushing writer and tolerant readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(slots=True)
+class Event:
+    type: ClassVar[str] = ""
+    t: float = field(default_factory=time.time, kw_only=True)
+    v: int = field(default=SCHEMA_VERSION, kw_only=True)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        return json.dumps({"v": data.pop("v"), "t": data.pop("t"), "type": self.type, **data}, ensure_ascii=False)
+
+
+@dataclass(slots=True)
+class RunStarted(Event):
+    type: ClassVar[str] = "run_started"
+    run_id: str
+    config: dict[str, Any]
+    world_size: int = 1
+    hardware: dict[str, Any] = field(default_factory=dict)
+    precision: str = ""
+    total_steps: int = 0
+    num_epochs: float = 0.0
+    train_samples: int = 0
+    eval_samples: int = 0
+    resumed_from_step: int = 0
+
+
+@dataclass(slots=True)
+class Step(Event):
+    type: ClassVar[str] = "step"
+    step: int
+    epoch: float
+    loss: float
+    lr: float
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None
+    samples_per_s: float | None = None
+    total_steps: int | None = None
+
+
+@dataclass(slots=True)
+class Eval(Event):
+    type: ClassVar[str] = "eval"
+    step: int
+    epoch: float
+    eval_loss: float
+    perplexity: float
+
+
+@dataclass(slots=True)
+class Gpu(Event):
+    type: ClassVar[str] = "gpu"
+    index: int
+    name: str
+    mem_used: int  # bytes
+    mem_total: int  # bytes
+    util: float | None = None  # percent
+    temp: float | None = None  # degrees Celsius
+    power: float | None = None  # watts
+    host_ram_used: int | None = None  # bytes
+    host_ram_total: int | None = None
+
+
+@dataclass(slots=True)
+class Checkpoint(Event):
+    type: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+    eval_loss: float | None = None
+
+
+@dataclass(slots=True)
+class Log(Event):
+    type: ClassVar[str] = "log"
+    level: str
+    message: str
+
+
+@dataclass(slots=True)
+class Error(Event):
+    type: ClassVar[str] = "error"
+    kind: str  # oom | data | config | model | crash
+    message: str
+    hints: list[str] = field(default_factory=list)
+    step: int | None = None
+
+
+@dataclass(slots=True)
+class Sample(Event):
+    """One prompt answered by the base and the fine-tuned model at the end of training."""
+
+    type: ClassVar[str] = "sample"
+    prompt: str
+    base: str
+    tuned: str
+
+
+@dataclass(slots=True)
+class RunFinished(Event):
+    type: ClassVar[str] = "run_finished"
+    status: str  # completed | failed | stopped
+    best_checkpoint: str | None = None
+    final_step: int = 0
+    adapter: str | None = None
+    message: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls for cls in (RunStarted, Step, Eval, Gpu, Checkpoint, Log, Error, Sample, RunFinished)
+}
+_FIELDS = {name: {f.name for f in fields(cls)} for name, cls in EVENT_TYPES.items()}
+
+
+def parse_event(line: str) -> Event | None:
+    """One line to a typed event; None for blank, broken or unknown lines (newer writers may add types)."""
+    try:
+        data = json.loads(line)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    kind = data.get("type")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        return None
+    known = _FIELDS[kind]
+    try:
+        return cls(**{k: v for k, v in data.items() if k in known})
+    except TypeError:  # a required field is missing
+        return None
+
+
+def read_events(path: str | Path) -> Iterator[Event]:
+    """Every complete event in a file, in order."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.endswith("\n"):
+                event = parse_event(line)
+                if event is not None:
+                    yield event
+
+
+class EventTail:
+    """Follows an events file: each poll() returns the events completed since the last one."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> list[Event]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        if not chunk:
+            return []
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        events = []
+        for raw in lines:
+            event = parse_event(raw.decode("utf-8", errors="replace"))
+            if event is not None:
+                events.append(event)
+        return events
+
+
+class EventWriter:
+    """Appends events to a file, one flushed line each; safe to share between threads."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._handle = os.fdopen(fd, "a", encoding="utf-8")
+
+    def emit(self, event: Event) -> Event:
+        line = event.to_json() + "\n"
+        with self._lock:
+            self._handle.write(line)
+            self._handle.flush()
+        return event
+
+    def close(self) -> None:
+        with self._lock:
+            self._handle.close()
