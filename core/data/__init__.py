@@ -1,0 +1,1 @@
+"""Training data: read files in their many formats into one conversation model, then tokenize."""

@@ -1,0 +1,84 @@
+"""From a DataConfig to conversations: resolve the file, detect the format, normalize, split."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunedeck.core.config import DataConfig
+from tunedeck.core.data.conversation import Conversation
+from tunedeck.core.data.formats import Mapping, detect_format, mapping_from_dataset_info, to_conversations
+from tunedeck.core.data.records import Problem, read_records, resolve_data_path
+from tunedeck.core.errors import DataError
+
+
+@dataclass
+class LoadedData:
+    source: str
+    format: str
+    conversations: list[Conversation]
+    problems: list[Problem]
+
+
+def load_data(cfg: DataConfig) -> LoadedData:
+    """Read the configured file into conversations; unusable rows become problems, not crashes."""
+    if cfg.dataset_info:
+        path, mapping = mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or "")
+        fmt = mapping.formatting
+        records = read_records(path)
+    else:
+        path = resolve_data_path(cfg.path)
+        records = read_records(path)
+        fmt = detect_format(records) if cfg.format == "auto" else cfg.format
+        mapping = Mapping.default(fmt)
+    conversations, problems = to_conversations(records, mapping)
+    usable: list[Conversation] = []
+    for conv in conversations:
+        reason = untrainable_reason(conv)
+        if reason:
+            problems.append(Problem(conv.row, conv.line, reason))
+        else:
+            usable.append(conv.with_system(cfg.system_prompt))
+    if not usable:
+        first = min(problems, key=lambda p: p.row) if problems else None
+        raise DataError(
+            f"no usable rows; first problem: {first.message}" if first else "no usable rows",
+            where=first.where(str(path)) if first else str(path),
+            hint="check the columns against the format, or set data.format / data.dataset_info",
+        )
+    return LoadedData(str(path), fmt, usable, sorted(problems, key=lambda p: p.row))
+
+
+def untrainable_reason(conv: Conversation) -> str | None:
+    """Why a conversation cannot teach anything, or None."""
+    roles = [m.role for m in conv.messages]
+    if "assistant" not in roles:
+        return "no assistant turn to learn from"
+    last_assistant = max(i for i, r in enumerate(roles) if r == "assistant")
+    final = conv.messages[last_assistant]
+    if not final.content.strip() and not final.tool_calls:
+        return "the assistant answer is empty"
+    if not any(m.content.strip() for m in conv.messages if m.role == "user"):
+        return "no user turn with text"
+    return None
+
+
+def split_fraction(conv: Conversation, seed: int) -> float:
+    """A stable number in [0, 1) for a conversation: the same row lands in the same split every run."""
+    digest = hashlib.blake2b(f"{seed}\x00{conv.key()}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def split_train_val(
+    conversations: list[Conversation], val_size: float, seed: int
+) -> tuple[list[Conversation], list[Conversation]]:
+    """Hash-based split; at least one validation row when val_size > 0 and there are two rows or more."""
+    if val_size <= 0 or len(conversations) < 2:
+        return list(conversations), []
+    scored = [(split_fraction(c, seed), c) for c in conversations]
+    val = [c for f, c in scored if f < val_size]
+    if not val:
+        val = [min(scored, key=lambda fc: fc[0])[1]]
+    val_ids = {id(c) for c in val}
+    return [c for c in conversations if id(c) not in val_ids], val

@@ -1,0 +1,170 @@
+"""Read a data file (JSON, JSONL, CSV) into rows, naming file and line for anything unreadable."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunedeck.core.errors import DataError
+from tunedeck.presets import DATASET_DIR
+
+MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSONL row larger than this is refused, not loaded
+
+
+@dataclass(slots=True)
+class Problem:
+    """Something wrong with one row: where it is and what to do."""
+
+    row: int
+    line: int | None
+    message: str
+
+    def where(self, source: str) -> str:
+        return f"{source}:{self.line}" if self.line else f"{source} row {self.row}"
+
+
+@dataclass(slots=True)
+class Row:
+    """One row: its 0-based index in the file, its 1-based line where the format has lines, its data."""
+
+    index: int
+    line: int | None
+    data: dict[str, Any]
+
+
+@dataclass
+class Records:
+    source: str
+    rows: list[Row] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def resolve_data_path(path: str) -> Path:
+    """A data path as given in the config: 'builtin:NAME' or a file system path."""
+    if path.startswith("builtin:"):
+        name = path.removeprefix("builtin:")
+        resolved = DATASET_DIR / name
+        if not resolved.is_file():
+            known = ", ".join(sorted(p.name for p in DATASET_DIR.glob("*")))
+            raise DataError(f"no builtin dataset '{name}'", where=path, hint=f"builtin datasets: {known}")
+        return resolved
+    return Path(path).expanduser()
+
+
+def read_records(path: Path) -> Records:
+    if path.is_dir():
+        raise DataError("is a folder, expected a data file", where=str(path),
+                        hint="point data.path at a .json, .jsonl or .csv file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError("data file not found", where=str(path), hint="check data.path") from None
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    if not raw.strip():
+        raise DataError("data file is empty", where=str(path), hint="it needs at least one row")
+    text = _decode(raw, path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl" or (suffix != ".json" and suffix != ".csv" and _looks_like_jsonl(text)):
+        return _read_jsonl(text, str(path))
+    if suffix == ".csv":
+        return _read_csv(text, str(path))
+    return _read_json(text, str(path))
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"not UTF-8 (byte 0x{raw[exc.start]:02x} at line {line})",
+            where=f"{path}:{line}",
+            hint="re-save the file as UTF-8, e.g. iconv -f GBK -t UTF-8 in.json > out.json",
+        ) from None
+
+
+def _looks_like_jsonl(text: str) -> bool:
+    first = text.lstrip()[:1]
+    if first != "{":
+        return False
+    try:
+        json.loads(text)
+        return False
+    except json.JSONDecodeError:
+        return True
+
+
+def _read_json(text: str, source: str) -> Records:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            where=f"{source}:{exc.lineno}",
+            hint="fix the JSON there; for one object per line, name the file .jsonl",
+        ) from None
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise DataError("expected a JSON list of rows", where=source,
+                            hint="wrap the rows in [ ... ] or use one object per line (.jsonl)")
+        data = lists[0]
+    if not isinstance(data, list):
+        raise DataError("expected a JSON list of rows", where=source, hint="wrap the rows in [ ... ]")
+    if not data:
+        raise DataError("the list of rows is empty", where=source, hint="it needs at least one row")
+    records = Records(source)
+    for index, row in enumerate(data):
+        if isinstance(row, dict):
+            records.rows.append(Row(index, None, row))
+        else:
+            records.problems.append(Problem(index, None, f"row is a {type(row).__name__}, expected an object"))
+    return records
+
+
+def _read_jsonl(text: str, source: str) -> Records:
+    records = Records(source)
+    row = 0
+    for number, line in enumerate(io.StringIO(text), start=1):
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_BYTES:
+            records.problems.append(Problem(row, number, f"line longer than {MAX_LINE_BYTES >> 20} MiB, skipped"))
+            row += 1
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            records.problems.append(Problem(row, number, f"invalid JSON at column {exc.colno}: {exc.msg}"))
+            row += 1
+            continue
+        if isinstance(value, dict):
+            records.rows.append(Row(row, number, value))
+        else:
+            records.problems.append(Problem(row, number, f"line holds a {type(value).__name__}, expected an object"))
+        row += 1
+    if not records.rows:
+        first = records.problems[0] if records.problems else None
+        raise DataError(
+            f"no readable rows ({first.message})" if first else "no rows",
+            where=f"{source}:{first.line}" if first else source,
+            hint="each line must be one JSON object",
+        )
+    return records
+
+
+def _read_csv(text: str, source: str) -> Records:
+    reader = csv.DictReader(io.StringIO(text))
+    records = Records(source)
+    if not reader.fieldnames:
+        raise DataError("CSV has no header row", where=f"{source}:1", hint="the first line must name the columns")
+    for index, row in enumerate(reader):
+        records.rows.append(Row(index, reader.line_num, {k: v for k, v in row.items() if k is not None}))
+    if not records.rows:
+        raise DataError("CSV has a header but no rows", where=source)
+    return records
