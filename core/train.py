@@ -1,0 +1,233 @@
+"""The training recipe: a run's config in; a LoRA adapter, checkpoints and events out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from tunedeck.core.config import Config
+from tunedeck.core.data.loading import load_data, split_train_val
+from tunedeck.core.data.tokenize import EncodedSplit, encode_split
+from tunedeck.core.events import EventWriter, Log, RunFinished, RunStarted, Sample
+from tunedeck.core.hardware import detect_hardware, precision_warning, resolve_precision
+from tunedeck.core.models import load_causal_lm, load_tokenizer, resolve_model_path
+from tunedeck.core.runs import RunDir
+from tunedeck.core.templates import TEMPLATES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    tokenizer: Any
+    train: EncodedSplit
+    val: EncodedSplit
+
+
+def run_training(run: RunDir, events: EventWriter, cancel: threading.Event) -> RunFinished:
+    """Train one run to completion (or to a stop request); errors propagate to the worker."""
+    config = run.load_config()
+    hardware = detect_hardware()
+    precision = resolve_precision(config.train.precision, hardware)
+    warning = precision_warning(precision, hardware)
+    if warning:
+        events.emit(Log(level="warning", message=warning))
+    _configure_threads(config, hardware)
+
+    say(events, f"loading tokenizer from {config.model.name_or_path}")
+    model_path = resolve_model_path(config.model.name_or_path)
+    prepared = prepare_data(config, load_tokenizer(model_path, config.model.trust_remote_code), events)
+
+    if cancel.is_set():
+        return RunFinished(status="stopped", message="stopped before training began")
+    say(events, f"loading model ({precision})")
+    model = _load_model(config, model_path, precision)
+
+    trainer = _build_trainer(config, run, model, prepared, precision, hardware, events, cancel)
+    say(events, f"training on {len(prepared.train.samples)} samples, validating on {len(prepared.val.samples)}")
+    trainer.train()
+    state = trainer.state
+    stopped = cancel.is_set()
+
+    adapter = save_adapter(trainer.model, prepared.tokenizer, run)
+    say(events, f"adapter saved to {adapter}")
+    if config.train.sample_prompts and not stopped:
+        answer_samples(trainer.model, prepared.tokenizer, config.train.sample_prompts, events)
+    return RunFinished(
+        status="stopped" if stopped else "completed",
+        best_checkpoint=state.best_model_checkpoint,
+        final_step=state.global_step,
+        adapter=str(adapter),
+        message="stopped on request" if stopped else "",
+    )
+
+
+def say(events: EventWriter, message: str) -> None:
+    log.info(message)
+    events.emit(Log(level="info", message=message))
+
+
+def prepare_data(config: Config, tokenizer: Any, events: EventWriter) -> Prepared:
+    """Load, split and tokenize the data, reporting every row that will not be trained as given."""
+    if config.model.template != "auto":
+        tokenizer.chat_template = TEMPLATES[config.model.template].jinja
+    data = load_data(config.data)
+    if data.problems:
+        shown = "; ".join(f"{p.where(data.source)}: {p.message}" for p in data.problems[:5])
+        more = f" (and {len(data.problems) - 5} more)" if len(data.problems) > 5 else ""
+        events.emit(Log(level="warning", message=f"{len(data.problems)} rows skipped: {shown}{more}"))
+    train_rows, val_rows = split_train_val(data.conversations, config.data.val_size, config.train.seed)
+    if config.data.max_samples:
+        train_rows = train_rows[: config.data.max_samples]
+    train = encode_split(tokenizer, train_rows, config.data.cutoff_len)
+    val = encode_split(tokenizer, val_rows, config.data.cutoff_len)
+    for name, split in (("train", train), ("validation", val)):
+        if split.truncated:
+            events.emit(Log(level="warning", message=f"{split.truncated} {name} samples are longer than "
+                            f"data.cutoff_len={config.data.cutoff_len} and were cut"))
+        if split.dropped:
+            rows = ", ".join(c.where(data.source) for c in split.dropped[:5])
+            events.emit(Log(level="warning", message=f"{len(split.dropped)} {name} samples lost their whole "
+                            f"answer to the cutoff and were dropped: {rows}"))
+    if not train.samples:
+        from tunedeck.core.errors import DataError
+
+        raise DataError("no training samples left after the split and cutoff", where=data.source,
+                        hint="raise data.cutoff_len or lower data.val_size")
+    say(events, f"{data.format} data from {data.source}: {len(train.samples)} train / {len(val.samples)} "
+        f"validation samples, {train.tokens} train tokens")
+    return Prepared(tokenizer, train, val)
+
+
+def _configure_threads(config: Config, hardware: dict[str, Any]) -> None:
+    import torch
+
+    if hardware["accelerator"] == "cpu":
+        torch.set_num_threads(config.train.num_threads or hardware["cpu_cores"])
+
+
+def _torch_dtype(precision: str) -> Any:
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def _load_model(config: Config, model_path: str, precision: str) -> Any:
+    kwargs: dict[str, Any] = {}
+    if config.model.attn_implementation != "auto":
+        kwargs["attn_implementation"] = config.model.attn_implementation
+    if config.model.quantization != "none":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=config.model.quantization == "4bit",
+            load_in_8bit=config.model.quantization == "8bit",
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=_torch_dtype(precision if precision != "fp32" else "bf16"),
+        )
+    # fp16 training keeps fp32 master weights for the adapter; the frozen base can be fp16.
+    return load_causal_lm(model_path, _torch_dtype(precision), config.model.trust_remote_code, **kwargs)
+
+
+def _build_trainer(config, run, model, prepared, precision, hardware, events, cancel) -> Any:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from tunedeck.core.train_events import EventCallback, StopCallback
+
+    t = config.train
+    has_val = bool(prepared.val.samples)
+    if not has_val and t.eval_strategy != "no":
+        events.emit(Log(level="info", message="no validation split (data.val_size is 0): evaluation is off"))
+    eval_strategy = t.eval_strategy if has_val else "no"
+    args = SFTConfig(
+        output_dir=str(run.checkpoints),
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=hardware["accelerator"] == "cpu",
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        logging_steps=t.logging_steps,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=t.save_strategy,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        metric_for_best_model="eval_loss" if eval_strategy != "no" else None,
+        greater_is_better=False,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to="none",
+        disable_tqdm=True,
+        max_length=config.data.cutoff_len,
+        dataloader_pin_memory=hardware["accelerator"] != "cpu",
+    )
+    peft_config = LoraConfig(
+        r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules, use_rslora=config.lora.use_rslora,
+        use_dora=config.lora.use_dora, task_type="CAUSAL_LM",
+    )
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    samples_per_step = t.batch_size * t.gradient_accumulation_steps * world_size
+
+    def started(state) -> None:
+        events.emit(RunStarted(
+            run_id=run.run_id, config=config.model_dump(mode="json"), world_size=world_size,
+            hardware=hardware, precision=precision, total_steps=state.max_steps, num_epochs=t.num_epochs,
+            train_samples=len(prepared.train.samples), eval_samples=len(prepared.val.samples),
+            resumed_from_step=state.global_step,
+        ))
+        run.update_status(status="running", total_steps=state.max_steps, precision=precision)
+
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(prepared.train.as_columns()),
+        eval_dataset=Dataset.from_dict(prepared.val.as_columns()) if has_val else None,
+        processing_class=prepared.tokenizer,
+        peft_config=peft_config,
+        callbacks=[EventCallback(run, events, samples_per_step, started), StopCallback(cancel, events)],
+    )
+    trainer.remove_callback(PrinterCallback)  # the event stream already carries every log line
+    return trainer
+
+
+def save_adapter(model: Any, tokenizer: Any, run: RunDir) -> Any:
+    """Write the adapter and tokenizer (with its chat template) to adapter/, atomically."""
+    staging = run.path / ".adapter.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if run.adapter.exists():
+        shutil.rmtree(run.adapter)
+    os.replace(staging, run.adapter)
+    return run.adapter
+
+
+def answer_samples(model: Any, tokenizer: Any, prompts: list[str], events: EventWriter) -> None:
+    """Answer each prompt greedily with the adapter off (base) and on (fine-tuned)."""
+    from tunedeck.core.generate import generate_reply
+
+    model.eval()
+    for prompt in prompts:
+        with model.disable_adapter():
+            base = generate_reply(model, tokenizer, [{"role": "user", "content": prompt}])
+        tuned = generate_reply(model, tokenizer, [{"role": "user", "content": prompt}])
+        events.emit(Sample(prompt=prompt, base=base, tuned=tuned))
