@@ -1,0 +1,1 @@
+"""tunedeck's terminal app: screens and widgets that watch core workers; never imports torch."""
