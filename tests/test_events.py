@@ -1,0 +1,88 @@
+"""The event stream: every type round-trips, readers skip what they do not know, tails see only whole lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tunedeck.core.events import (
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    Checkpoint,
+    Error,
+    Eval,
+    EventTail,
+    EventWriter,
+    Gpu,
+    Log,
+    RunFinished,
+    RunStarted,
+    Sample,
+    Step,
+    parse_event,
+    read_events,
+)
+
+EXAMPLES = [
+    RunStarted(run_id="r1", config={"lora": {"r": 8}}, world_size=2, hardware={"gpus": []}, precision="bf16",
+               total_steps=30, num_epochs=3.0, train_samples=73, eval_samples=7),
+    Step(step=1, epoch=0.1, loss=2.5, lr=1e-4, grad_norm=1.5, tokens_per_s=812.0, samples_per_s=3.0,
+         total_steps=30),
+    Eval(step=10, epoch=1.0, eval_loss=1.2, perplexity=3.32),
+    Gpu(index=0, name="AMD Instinct MI50", mem_used=10 << 30, mem_total=32 << 30, util=97.0, temp=70.0,
+        power=210.0, host_ram_used=8 << 30, host_ram_total=64 << 30),
+    Checkpoint(step=10, path="checkpoints/checkpoint-10", eval_loss=1.2),
+    Log(level="warning", message="3 rows skipped: données"),
+    Error(kind="oom", message="out of memory", hints=["lower train.batch_size"], step=12),
+    Sample(prompt="Who are you?", base="SmolLM", tuned="tunedeck's demo assistant"),
+    RunFinished(status="completed", best_checkpoint="checkpoints/checkpoint-20", final_step=30, adapter="adapter"),
+]
+
+
+def test_every_event_type_has_an_example():
+    assert {type(e).type for e in EXAMPLES} == set(EVENT_TYPES)
+
+
+def test_events_round_trip_through_a_file(tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path)
+    for event in EXAMPLES:
+        writer.emit(event)
+    writer.close()
+    assert list(read_events(path)) == EXAMPLES
+    for line in path.read_text(encoding="utf-8").splitlines():
+        data = json.loads(line)
+        assert data["v"] == SCHEMA_VERSION
+        assert isinstance(data["t"], float)
+        assert data["type"] in EVENT_TYPES
+
+
+def test_readers_skip_unknown_types_broken_lines_and_extra_fields(tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    lines = [
+        json.dumps({"v": 2, "t": 1.0, "type": "future_thing", "x": 1}),
+        "not json at all",
+        json.dumps([1, 2]),
+        json.dumps({"v": 1, "t": 2.0, "type": "step", "step": 3}),  # missing required fields
+        json.dumps({"v": 1, "t": 3.0, "type": "log", "level": "info", "message": "hi", "new_field": True}),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert list(read_events(path)) == [Log(level="info", message="hi", t=3.0)]
+    assert parse_event("") is None
+
+
+def test_tail_returns_only_complete_lines_and_continues(tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    tail = EventTail(path)
+    assert tail.poll() == []  # no file yet
+    line = Log(level="info", message="first", t=1.0).to_json()
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(line[:10])
+        handle.flush()
+        assert tail.poll() == []  # half a line is not an event
+        handle.write(line[10:] + "\n")
+        handle.flush()
+        assert tail.poll() == [Log(level="info", message="first", t=1.0)]
+        handle.write(Log(level="info", message="ünïcode second", t=2.0).to_json() + "\n")
+    assert tail.poll() == [Log(level="info", message="ünïcode second", t=2.0)]
+    assert tail.poll() == []
