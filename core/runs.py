@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunedeck.core.atomic import write_atomic
 from tunedeck.core.config import Config
 from tunedeck.core.config_files import dump_config
 from tunedeck.core.errors import RunError
@@ -21,17 +22,6 @@ from tunedeck.core.errors import RunError
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ACTIVE = ("created", "starting", "running")
 STARTUP_GRACE_S = 120  # a worker that has not written its pid by then never started
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text so a reader never sees half of it: temp file in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+from tunedeck.core.atomic import atomic_dir
 from tunedeck.core.config import Config
 from tunedeck.core.data.loading import load_data, split_train_val
 from tunedeck.core.data.tokenize import EncodedSplit, encode_split
@@ -211,13 +211,9 @@ def _build_trainer(config, run, model, prepared, precision, hardware, events, ca
 
 def save_adapter(model: Any, tokenizer: Any, run: RunDir) -> Any:
     """Write the adapter and tokenizer (with its chat template) to adapter/, atomically."""
-    staging = run.path / ".adapter.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    if run.adapter.exists():
-        shutil.rmtree(run.adapter)
-    os.replace(staging, run.adapter)
+    with atomic_dir(run.adapter) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return run.adapter
 
 
