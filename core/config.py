@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+def _yaml_no(value: Any) -> Any:
+    """YAML 1.1 reads a bare `no` as false; for a strategy it means 'no'."""
+    return "no" if value is False else value
+
+
+Strategy = Annotated[Literal["no", "steps", "epoch"], BeforeValidator(_yaml_no)]
 
 
 class Section(BaseModel):
@@ -70,6 +78,11 @@ class DataConfig(Section):
         le=1_048_576,
         description="Longest training sequence in tokens, chat template included; longer samples are cut.",
     )
+    val_path: str | None = Field(
+        None,
+        description="A separate validation file in the same format; when set, val_size is not used. "
+        "Relative paths are resolved against the config file's folder.",
+    )
     val_size: float = Field(
         0.1,
         ge=0.0,
@@ -130,13 +143,26 @@ class TrainConfig(Section):
         True, description="Recompute activations in the backward pass: much less memory, ~30% slower."
     )
     logging_steps: int = Field(1, ge=1, description="Optimizer steps between two 'step' events.")
-    eval_strategy: Literal["no", "steps", "epoch"] = Field(
+    eval_strategy: Strategy = Field(
         "epoch", description="When to compute validation loss."
     )
     eval_steps: int | None = Field(None, ge=1, description="Steps between evaluations when eval_strategy is steps.")
-    save_strategy: Literal["no", "steps", "epoch"] = Field("epoch", description="When to write checkpoints.")
+    save_strategy: Strategy = Field("epoch", description="When to write checkpoints.")
     save_steps: int | None = Field(None, ge=1, description="Steps between checkpoints when save_strategy is steps.")
-    save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints.")
+    save_total_limit: int | None = Field(
+        3, ge=1, description="Keep at most this many checkpoints: the best (by eval loss) and the newest ones."
+    )
+    load_best_at_end: bool = Field(
+        True,
+        description="When training ends, the adapter in adapter/ is the checkpoint with the lowest eval loss, "
+        "not the last one (e.g. epoch 3 when eval loss rises after it). Needs matching eval and save strategies.",
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop when eval loss has not improved for this many evaluations; empty: never."
+    )
+    early_stopping_threshold: float = Field(
+        0.0, ge=0.0, description="How much eval loss must fall to count as an improvement for early stopping."
+    )
     seed: int = Field(42, description="Seed for adapter initialisation, data order and the validation split.")
     num_threads: int | None = Field(
         None, ge=1, le=1024, description="CPU threads for torch; empty uses every core."
@@ -153,6 +179,19 @@ class TrainConfig(Section):
             raise ValueError("train.eval_strategy 'steps' needs train.eval_steps")
         if self.save_strategy == "steps" and self.save_steps is None:
             raise ValueError("train.save_strategy 'steps' needs train.save_steps")
+        return self
+
+    @model_validator(mode="after")
+    def _best_needs_matching_strategies(self) -> TrainConfig:
+        if self.early_stopping_patience is not None and self.eval_strategy == "no":
+            raise ValueError("train.early_stopping_patience needs an eval_strategy other than 'no'")
+        if not self.load_best_at_end or self.eval_strategy == "no":
+            return self
+        if self.save_strategy != self.eval_strategy:
+            raise ValueError("train.load_best_at_end needs save_strategy equal to eval_strategy "
+                             "(or set load_best_at_end: false)")
+        if self.save_strategy == "steps" and (self.save_steps or 0) % (self.eval_steps or 1):
+            raise ValueError("train.load_best_at_end needs save_steps to be a multiple of eval_steps")
         return self
 
 

@@ -16,7 +16,7 @@ from tunedeck.core.errors import ConfigError
 from tunedeck.presets import PREFERRED_ORDER, PRESET_DIR
 
 # Keys holding file paths: a relative value is resolved against the folder of the file it came from.
-PATH_KEYS = {("data", "path"), ("data", "dataset_info"), ("distributed", "hostfile")}
+PATH_KEYS = {("data", "path"), ("data", "val_path"), ("data", "dataset_info"), ("distributed", "hostfile")}
 MODEL_PATH_KEY = ("model", "name_or_path")  # resolved only when the relative path exists
 
 

@@ -30,17 +30,19 @@ ROLE_SYNONYMS = {"human": "user", "user": "user", "gpt": "assistant", "assistant
 class Mapping:
     """How a file's columns and role tags map onto conversations (LLaMA-Factory's semantics)."""
 
-    formatting: str
+    formatting: str  # how rows are converted: alpaca or sharegpt
     columns: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    name: str = ""  # the format as users call it: alpaca, sharegpt or openai
 
     @classmethod
-    def default(cls, formatting: str) -> Mapping:
-        if formatting == "alpaca":
-            return cls("alpaca", dict(ALPACA_COLUMNS))
-        if formatting == "openai":
-            return cls("sharegpt", {"messages": "messages", "system": "system", "tools": "tools"}, dict(OPENAI_TAGS))
-        return cls("sharegpt", dict(SHAREGPT_COLUMNS), dict(SHAREGPT_TAGS))
+    def default(cls, fmt: str) -> Mapping:
+        if fmt == "alpaca":
+            return cls("alpaca", dict(ALPACA_COLUMNS), name="alpaca")
+        if fmt == "openai":
+            columns = {"messages": "messages", "system": "system", "tools": "tools"}
+            return cls("sharegpt", columns, dict(OPENAI_TAGS), name="openai")
+        return cls("sharegpt", dict(SHAREGPT_COLUMNS), dict(SHAREGPT_TAGS), name="sharegpt")
 
 
 def mapping_from_dataset_info(info_path: Path, name: str) -> tuple[Path, Mapping]:

@@ -25,13 +25,25 @@ def load_data(cfg: DataConfig) -> LoadedData:
     """Read the configured file into conversations; unusable rows become problems, not crashes."""
     if cfg.dataset_info:
         path, mapping = mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or "")
-        fmt = mapping.formatting
-        records = read_records(path)
-    else:
-        path = resolve_data_path(cfg.path)
-        records = read_records(path)
-        fmt = detect_format(records) if cfg.format == "auto" else cfg.format
-        mapping = Mapping.default(fmt)
+        return _load(path, mapping, cfg)
+    path = resolve_data_path(cfg.path)
+    return _load(path, None, cfg)
+
+
+def load_val_data(cfg: DataConfig) -> LoadedData | None:
+    """The separate validation file (data.val_path), read with the training file's format; None if unset."""
+    if not cfg.val_path:
+        return None
+    mapping = None
+    if cfg.dataset_info:
+        _, mapping = mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or "")
+    return _load(resolve_data_path(cfg.val_path), mapping, cfg)
+
+
+def _load(path: Path, mapping: Mapping | None, cfg: DataConfig) -> LoadedData:
+    records = read_records(path)
+    if mapping is None:
+        mapping = Mapping.default(detect_format(records) if cfg.format == "auto" else cfg.format)
     conversations, problems = to_conversations(records, mapping)
     usable: list[Conversation] = []
     for conv in conversations:
@@ -47,7 +59,7 @@ def load_data(cfg: DataConfig) -> LoadedData:
             where=first.where(str(path)) if first else str(path),
             hint="check the columns against the format, or set data.format / data.dataset_info",
         )
-    return LoadedData(str(path), fmt, usable, sorted(problems, key=lambda p: p.row))
+    return LoadedData(str(path), mapping.name or mapping.formatting, usable, sorted(problems, key=lambda p: p.row))
 
 
 def untrainable_reason(conv: Conversation) -> str | None:
