@@ -6,7 +6,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -155,12 +155,40 @@ def read_events(path: str | Path) -> Iterator[Event]:
                     yield event
 
 
+def training_curve(events: Iterable[Event]) -> tuple[list[Step], list[Eval]]:
+    """The step and eval history of a run as it stands: a resume from step k drops what came after k.
+
+    After a kill -9 a run resumes from its last complete checkpoint, so the stream can hold steps
+    that were trained again; the later ones are the run's real history.
+    """
+    steps: list[Step] = []
+    evals: list[Eval] = []
+    for event in events:
+        if isinstance(event, Step):
+            steps.append(event)
+        elif isinstance(event, Eval):
+            evals.append(event)
+        elif isinstance(event, RunStarted) and event.resumed_from_step:
+            k = event.resumed_from_step
+            steps = [s for s in steps if s.step <= k]
+            evals = [e for e in evals if e.step <= k]
+    return steps, evals
+
+
 class EventTail:
     """Follows an events file: each poll() returns the events completed since the last one."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._offset = 0
+        self._partial = b""
+
+    def skip_to_end(self) -> None:
+        """Follow only what is written from now on."""
+        try:
+            self._offset = self.path.stat().st_size
+        except FileNotFoundError:
+            self._offset = 0
         self._partial = b""
 
     def poll(self) -> list[Event]:

@@ -9,7 +9,7 @@ import time
 from typing import TextIO
 
 from tunedeck.core.events import Error, Eval, Event, EventTail, Log, RunFinished, RunStarted, Sample, Step
-from tunedeck.core.runs import RunDir, pid_alive, stop_worker
+from tunedeck.core.runs import RunDir, stop_worker
 
 POLL_S = 0.25
 
@@ -42,7 +42,10 @@ class ProgressPrinter:
     def handle(self, event: Event) -> None:
         self.started_at = self.started_at or event.t
         if isinstance(event, RunStarted):
+            self.finished = None  # a resumed run starts a new segment of the same stream
             self.total_steps = event.total_steps
+            if event.resumed_from_step:
+                self.print(f"resumed at step {event.resumed_from_step}")
             hw = event.hardware
             where = ", ".join(g["name"] for g in hw.get("gpus", [])) or f"CPU ({hw.get('cpu_cores', '?')} cores)"
             self.print(f"training {event.train_samples} samples for {event.total_steps} steps on {where}, "
@@ -130,19 +133,22 @@ class ProgressPrinter:
             self.print(f"\n> {sample.prompt}\n  base model : {sample.base}\n  fine-tuned : {sample.tuned}")
 
 
-def follow_run(run: RunDir, proc: subprocess.Popen | None = None, out: TextIO = sys.stdout) -> int:
+def follow_run(run: RunDir, proc: subprocess.Popen | None = None, out: TextIO = sys.stdout,
+               skip_history: bool = False) -> int:
     """Print a run's events until it finishes. Ctrl-C asks the worker to stop (twice: at once).
 
-    Returns 0 when the run completed, 1 when it failed or stopped.
+    skip_history follows only new events (a resumed run). Returns 0 when the run completed, 1 otherwise.
     """
     printer = ProgressPrinter(out, live=out.isatty())
     tail = EventTail(run.events_path)
+    if skip_history:
+        tail.skip_to_end()
     interrupts = 0
-    while printer.finished is None:
+    while True:
         try:
             for event in tail.poll():
                 printer.handle(event)
-            if printer.finished is not None or not _worker_alive(run, proc):
+            if not _worker_alive(run, proc):  # finished or dead: read what it wrote last, then stop
                 for event in tail.poll():
                     printer.handle(event)
                 break
@@ -163,5 +169,4 @@ def follow_run(run: RunDir, proc: subprocess.Popen | None = None, out: TextIO = 
 def _worker_alive(run: RunDir, proc: subprocess.Popen | None) -> bool:
     if proc is not None:
         return proc.poll() is None
-    pid = run.read_status().get("pid")
-    return bool(pid) and pid_alive(int(pid))
+    return run.effective_status() in ("starting", "running")

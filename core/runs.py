@@ -172,6 +172,22 @@ def start_worker(run: RunDir, mode: str = "train", extra: list[str] = ()) -> sub
         log.close()
 
 
+def resume_run(run: RunDir) -> subprocess.Popen:
+    """Restart a stopped or failed run's worker from its newest complete checkpoint."""
+    from tunedeck.core.checkpoints import checkpoint_dirs
+
+    state = run.effective_status()
+    if state in ("starting", "running"):
+        raise RunError(f"run '{run.run_id}' is already running", where=str(run.path), hint="attach to it instead")
+    if state == "completed":
+        raise RunError(f"run '{run.run_id}' already completed", where=str(run.path),
+                       hint="start a new run to train further")
+    if not checkpoint_dirs(run.checkpoints):
+        raise RunError(f"run '{run.run_id}' has no checkpoint to resume from", where=str(run.checkpoints),
+                       hint=f"start it again with: tunedeck train {run.config_path}")
+    return start_worker(run, "train", extra=["--resume"])
+
+
 def stop_worker(run: RunDir, now: bool = False, pid: int | None = None) -> bool:
     """Ask a run's worker to stop at the next step boundary (SIGTERM), or at once (SIGKILL)."""
     pid = pid or run.read_status().get("pid")

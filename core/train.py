@@ -10,7 +10,7 @@ from typing import Any
 
 from tunedeck.core.atomic import atomic_dir
 from tunedeck.core.config import Config
-from tunedeck.core.data.loading import load_data, split_train_val
+from tunedeck.core.data.loading import load_data, load_val_data, split_train_val
 from tunedeck.core.data.tokenize import EncodedSplit, encode_split
 from tunedeck.core.events import EventWriter, Log, RunFinished, RunStarted, Sample
 from tunedeck.core.hardware import detect_hardware, precision_warning, resolve_precision
@@ -28,9 +28,14 @@ class Prepared:
     val: EncodedSplit
 
 
-def run_training(run: RunDir, events: EventWriter, cancel: threading.Event) -> RunFinished:
-    """Train one run to completion (or to a stop request); errors propagate to the worker."""
+def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resume: bool = False) -> RunFinished:
+    """Train one run to completion (or to a stop request); errors propagate to the worker.
+
+    With resume, training continues from the newest complete checkpoint: same global step,
+    optimizer, scheduler, RNG and data order.
+    """
     config = run.load_config()
+    checkpoint = _resume_point(run, events) if resume else None
     hardware = detect_hardware()
     precision = resolve_precision(config.train.precision, hardware)
     warning = precision_warning(precision, hardware)
@@ -49,9 +54,11 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event) -> R
 
     trainer = _build_trainer(config, run, model, prepared, precision, hardware, events, cancel)
     say(events, f"training on {len(prepared.train.samples)} samples, validating on {len(prepared.val.samples)}")
-    trainer.train()
+    _check_fingerprint(run, prepared, events, resuming=checkpoint is not None)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     state = trainer.state
     stopped = cancel.is_set()
+    _report_early_stop(trainer, config, events)
 
     adapter = save_adapter(trainer.model, prepared.tokenizer, run)
     say(events, f"adapter saved to {adapter}")
@@ -66,6 +73,47 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event) -> R
     )
 
 
+def _resume_point(run: RunDir, events: EventWriter) -> Any:
+    from tunedeck.core.checkpoints import newest_complete
+    from tunedeck.core.errors import RunError
+
+    found = newest_complete(run.checkpoints, warn=lambda m: events.emit(Log(level="warning", message=m)))
+    if found is None:
+        raise RunError("no complete checkpoint to resume from", where=str(run.checkpoints),
+                       hint=f"start it again with: tunedeck train {run.config_path}")
+    say(events, f"resuming from {found[1].name} (step {found[0]})")
+    return found[1]
+
+
+def _check_fingerprint(run: RunDir, prepared: Prepared, events: EventWriter, resuming: bool) -> None:
+    """Record what the run trains on; warn on resume if the data or tokenizer changed since."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=12)
+    for sample in prepared.train.samples:
+        digest.update(str(sample.input_ids).encode())
+        digest.update(str(sample.labels).encode())
+    fingerprint = digest.hexdigest()
+    before = run.read_status().get("data_fingerprint")
+    if resuming and before and before != fingerprint:
+        events.emit(Log(level="warning", message="the training data changed since this run started: "
+                        "the resumed run will not see the same samples in the same order"))
+    run.update_status(data_fingerprint=fingerprint)
+
+
+def _report_early_stop(trainer: Any, config: Config, events: EventWriter) -> None:
+    """Say so when early stopping ended the run, and which checkpoint was best."""
+    patience = config.train.early_stopping_patience
+    if not patience:
+        return
+    state = trainer.state
+    for callback in trainer.callback_handler.callbacks:
+        if getattr(callback, "early_stopping_patience_counter", 0) >= patience:
+            events.emit(Log(level="info", message=(
+                f"stopped early at step {state.global_step} of {state.max_steps}: eval loss has not improved "
+                f"for {patience} evaluations (best {state.best_metric:.4f} at {state.best_model_checkpoint})")))
+
+
 def say(events: EventWriter, message: str) -> None:
     log.info(message)
     events.emit(Log(level="info", message=message))
@@ -76,11 +124,16 @@ def prepare_data(config: Config, tokenizer: Any, events: EventWriter) -> Prepare
     if config.model.template != "auto":
         tokenizer.chat_template = TEMPLATES[config.model.template].jinja
     data = load_data(config.data)
-    if data.problems:
-        shown = "; ".join(f"{p.where(data.source)}: {p.message}" for p in data.problems[:5])
-        more = f" (and {len(data.problems) - 5} more)" if len(data.problems) > 5 else ""
-        events.emit(Log(level="warning", message=f"{len(data.problems)} rows skipped: {shown}{more}"))
-    train_rows, val_rows = split_train_val(data.conversations, config.data.val_size, config.train.seed)
+    val_data = load_val_data(config.data)
+    for loaded in (data, val_data):
+        if loaded and loaded.problems:
+            shown = "; ".join(f"{p.where(loaded.source)}: {p.message}" for p in loaded.problems[:5])
+            more = f" (and {len(loaded.problems) - 5} more)" if len(loaded.problems) > 5 else ""
+            events.emit(Log(level="warning", message=f"{len(loaded.problems)} rows skipped: {shown}{more}"))
+    if val_data is not None:
+        train_rows, val_rows = data.conversations, val_data.conversations
+    else:
+        train_rows, val_rows = split_train_val(data.conversations, config.data.val_size, config.train.seed)
     if config.data.max_samples:
         train_rows = train_rows[: config.data.max_samples]
     train = encode_split(tokenizer, train_rows, config.data.cutoff_len)
@@ -136,7 +189,7 @@ def _load_model(config: Config, model_path: str, precision: str) -> Any:
 def _build_trainer(config, run, model, prepared, precision, hardware, events, cancel) -> Any:
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import PrinterCallback
+    from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     from tunedeck.core.train_events import EventCallback, StopCallback
@@ -172,6 +225,7 @@ def _build_trainer(config, run, model, prepared, precision, hardware, events, ca
         save_total_limit=t.save_total_limit,
         metric_for_best_model="eval_loss" if eval_strategy != "no" else None,
         greater_is_better=False,
+        load_best_model_at_end=t.load_best_at_end and eval_strategy != "no",
         seed=t.seed,
         data_seed=t.seed,
         report_to="none",
@@ -205,6 +259,8 @@ def _build_trainer(config, run, model, prepared, precision, hardware, events, ca
         peft_config=peft_config,
         callbacks=[EventCallback(run, events, samples_per_step, started), StopCallback(cancel, events)],
     )
+    if t.early_stopping_patience and eval_strategy != "no":
+        trainer.add_callback(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
     trainer.remove_callback(PrinterCallback)  # the event stream already carries every log line
     return trainer
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from tunedeck.core.checkpoints import mark_complete
 from tunedeck.core.events import Checkpoint, Eval, EventWriter, Log, Step
 from tunedeck.core.runs import RunDir
 
@@ -74,8 +76,11 @@ class EventCallback(TrainerCallback):
                                    epoch=_round(state.epoch))
 
     def on_save(self, args, state, control, **kwargs):
-        path = f"{args.output_dir}/checkpoint-{state.global_step}"
-        self.events.emit(Checkpoint(step=state.global_step, path=path, eval_loss=self.last_eval_loss))
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if args.should_save:  # the main process wrote it; from now on it counts for resume
+            mark_complete(path, state.global_step)
+        self.events.emit(Checkpoint(step=state.global_step, path=str(path), eval_loss=self.last_eval_loss))
+        self.run.update_status(last_checkpoint=str(path), best_checkpoint=state.best_model_checkpoint)
 
 
 class StopCallback(TrainerCallback):
@@ -92,7 +97,7 @@ class StopCallback(TrainerCallback):
                 self._announced = True
                 self.events.emit(Log(level="info", message=f"stop requested: saving at step {state.global_step}"))
             control.should_training_stop = True
-            control.should_save = args.save_strategy != "no"
+            control.should_save = True  # always: a stopped run must be resumable from this step
         return control
 
 

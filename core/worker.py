@@ -68,7 +68,7 @@ def classify(exc: BaseException) -> Error:
                  hints=["the full traceback is in worker.log"])
 
 
-def run_train(run_path: Path) -> int:
+def run_train(run_path: Path, resume: bool = False) -> int:
     from tunedeck.core.train import run_training
 
     run = RunDir(run_path)
@@ -77,7 +77,7 @@ def run_train(run_path: Path) -> int:
     _install_stop_handlers(cancel, events, run)
     run.update_status(status="running", pid=os.getpid())
     try:
-        finished = run_training(run, events, cancel)
+        finished = run_training(run, events, cancel, resume=resume)
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the event stream
         if isinstance(exc, KeyboardInterrupt | SystemExit) and cancel.is_set():
             finished = RunFinished(status="stopped", message="stopped")
@@ -98,13 +98,14 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Run one tunedeck job for a run directory.")
     parser.add_argument("mode", choices=["train"])
     parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     args = parser.parse_args(argv)
     reserve_stdout()  # the train job reports through events.jsonl; stray prints must not reach stdout
     _quiet_libraries()
     if not (args.run_dir / "config.yaml").is_file():
         print(f"{args.run_dir}: not a run directory (no config.yaml)", file=sys.stderr)
         return 2
-    return run_train(args.run_dir)
+    return run_train(args.run_dir, resume=args.resume)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_runs_dir(stop)
     stop.set_defaults(func=stop_command)
 
+    resume = commands.add_parser("resume", help="continue a stopped or failed run from its newest checkpoint")
+    resume.add_argument("run_id")
+    resume.add_argument("--headless", action="store_true", help="print progress instead of opening the app")
+    add_runs_dir(resume)
+    resume.set_defaults(func=resume_command)
+
     runs = commands.add_parser("runs", help="list runs and their status")
     add_runs_dir(runs)
     runs.set_defaults(func=list_command)
@@ -35,6 +41,19 @@ def attach_command(args: argparse.Namespace, open_app=None) -> int:
         from tunedeck.core.progress import follow_run
 
         return follow_run(run)
+    return open_app(args)
+
+
+def resume_command(args: argparse.Namespace, open_app=None) -> int:
+    from tunedeck.core.runs import find_run, resume_run
+
+    run = find_run(args.runs_dir, args.run_id)
+    proc = resume_run(run)
+    print(f"run {run.run_id} resumed (pid {proc.pid})")
+    if args.headless or open_app is None:
+        from tunedeck.core.progress import follow_run
+
+        return follow_run(run, proc, skip_history=True)
     return open_app(args)
 
 
