@@ -71,6 +71,31 @@ def check_model_available(name_or_path: str) -> None:
                          hint="point model.name_or_path at a Hugging Face model folder")
     if not path.exists() and name_or_path.startswith((".", "/", "~")):
         raise ModelError("model folder not found", where=name_or_path, hint="check model.name_or_path")
+    if not path.exists():
+        check_hub_model(name_or_path)
+
+
+def check_hub_model(repo_id: str) -> None:
+    """A hub id must be in the local cache, or the hub must answer for it (a quick metadata request)."""
+    from huggingface_hub import model_info, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    if isinstance(cached, str):
+        return
+    hint = f"download it where there is network: huggingface-cli download {repo_id}; or use a local folder"
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise ModelError("not in the local Hugging Face cache, and HF_HUB_OFFLINE is set", where=repo_id, hint=hint)
+    try:
+        model_info(repo_id, timeout=10)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown or gated repo
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            reason = "the hub refuses access (a gated model: log in with huggingface-cli login)"
+        elif status == 404:
+            reason = "no such model on the Hugging Face hub"
+        else:
+            reason = "not in the local Hugging Face cache and the hub cannot be reached"
+        raise ModelError(reason, where=repo_id, hint=hint) from None
 
 
 def resolve_model_path(name_or_path: str) -> str:
