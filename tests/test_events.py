@@ -21,6 +21,7 @@ from tunedeck.core.events import (
     Step,
     parse_event,
     read_events,
+    training_curve,
 )
 
 EXAMPLES = [
@@ -86,3 +87,14 @@ def test_tail_returns_only_complete_lines_and_continues(tmp_path: Path):
         handle.write(Log(level="info", message="ünïcode second", t=2.0).to_json() + "\n")
     assert tail.poll() == [Log(level="info", message="ünïcode second", t=2.0)]
     assert tail.poll() == []
+
+
+def test_training_curve_drops_history_a_resume_retrained():
+    events = [Step(step=s, epoch=0.0, loss=float(s), lr=0.1) for s in range(1, 6)]
+    events += [Eval(step=2, epoch=0.0, eval_loss=1.0, perplexity=2.7), Eval(step=4, epoch=0.0, eval_loss=1.0,
+                                                                          perplexity=2.7)]
+    events += [RunStarted(run_id="r", config={}, resumed_from_step=2)]  # killed at 5, last good checkpoint 2
+    events += [Step(step=s, epoch=0.0, loss=10.0 + s, lr=0.1) for s in range(3, 7)]
+    steps, evals = training_curve(events)
+    assert [(s.step, s.loss) for s in steps] == [(1, 1.0), (2, 2.0), (3, 13.0), (4, 14.0), (5, 15.0), (6, 16.0)]
+    assert [e.step for e in evals] == [2]

@@ -1,0 +1,160 @@
+"""Stop, resume, kill -9 and early stopping on real worker processes training a tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tunedeck.core.checkpoints import MANIFEST, check_complete
+from tunedeck.core.config_files import load_config
+from tunedeck.core.events import Checkpoint, Log, RunFinished, RunStarted, Step, read_events, training_curve
+from tunedeck.core.runs import RunDir, create_run, start_worker, stop_worker
+
+
+def math_rows(n: int) -> list[dict]:
+    return [{"instruction": f"What is {a} plus {a}?", "output": f"{a} plus {a} is {2 * a}."} for a in range(n)]
+
+
+def make_run(tmp_path: Path, model_dir: Path, label: str, *overrides: str, rows: list[dict] | None = None) -> RunDir:
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps(rows or math_rows(24)), encoding="utf-8")
+    config = load_config(overrides=[
+        f"model.name_or_path={model_dir}", f"data.path={data}", "data.val_size=0", "data.cutoff_len=64",
+        "lora.r=8", "lora.alpha=16", "lora.dropout=0", "train.batch_size=4", "train.gradient_accumulation_steps=1",
+        "train.learning_rate=5e-3", "train.warmup_ratio=0.1", "train.gradient_checkpointing=false",
+        "train.eval_strategy=no", "train.save_strategy=no", *overrides,
+    ])
+    return create_run(tmp_path / "runs", config, label)
+
+
+def wait_for(predicate, timeout: float = 300.0, every: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def steps_of(run: RunDir) -> list[Step]:
+    return [e for e in read_events(run.events_path) if isinstance(e, Step)] if run.events_path.exists() else []
+
+
+def resume_cli(run: RunDir, tunedeck_cmd) -> subprocess.CompletedProcess:
+    return subprocess.run([*tunedeck_cmd, "resume", run.run_id, "--headless", "--runs-dir", str(run.path.parent)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_sigterm_stops_with_a_checkpoint_and_resume_continues_the_same_curve(tmp_path, tiny_model_dir,
+                                                                             tunedeck_cmd):
+    reference = make_run(tmp_path, tiny_model_dir, "reference", "train.max_steps=10")
+    assert start_worker(reference).wait(timeout=600) == 0
+
+    run = make_run(tmp_path, tiny_model_dir, "stopped", "train.max_steps=10")
+    proc = start_worker(run)
+    wait_for(lambda: len(steps_of(run)) >= 3)
+    assert stop_worker(run, pid=proc.pid)
+    assert proc.wait(timeout=300) == 0
+    events = list(read_events(run.events_path))
+    finished = events[-1]
+    assert isinstance(finished, RunFinished) and finished.status == "stopped"
+    stopped_at = finished.final_step
+    assert 3 <= stopped_at < 10
+    assert [e.step for e in events if isinstance(e, Checkpoint)] == [stopped_at]
+    assert check_complete(run.checkpoints / f"checkpoint-{stopped_at}") is None
+    assert run.read_status()["status"] == "stopped"
+
+    result = resume_cli(run, tunedeck_cmd)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"resumed at step {stopped_at}" in result.stdout
+    events = list(read_events(run.events_path))
+    assert [e.resumed_from_step for e in events if isinstance(e, RunStarted)] == [0, stopped_at]
+    steps = [e.step for e in events if isinstance(e, Step)]
+    assert steps == list(range(1, 11))  # no gap, no repeat
+    assert events[-1].status == "completed" and events[-1].final_step == 10
+    # Same optimizer, scheduler and data order: the resumed curve is the uninterrupted one.
+    expected = {s.step: s.loss for s in steps_of(reference)}
+    for step in steps_of(run):
+        assert abs(step.loss - expected[step.step]) < 1e-4, (step.step, step.loss, expected[step.step])
+
+
+def test_kill_9_while_a_checkpoint_is_written_resumes_from_the_previous_complete_one(tmp_path, tiny_model_dir,
+                                                                                     tunedeck_cmd):
+    run = make_run(tmp_path, tiny_model_dir, "killed", "train.max_steps=12", "train.save_strategy=steps",
+                   "train.save_steps=2", "train.save_total_limit=5", "train.load_best_at_end=false")
+    proc = start_worker(run)
+    newest = run.checkpoints / "checkpoint-4"
+    wait_for(newest.is_dir, every=0.001)
+    os.killpg(proc.pid, signal.SIGKILL)  # wherever it is inside writing checkpoint-4
+    proc.wait(timeout=60)
+    if (newest / MANIFEST).exists():  # the write won the race: tear a file as a crash mid-write would
+        torn = newest / "optimizer.pt"
+        torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
+    assert check_complete(newest) is not None
+    assert check_complete(run.checkpoints / "checkpoint-2") is None
+    assert run.effective_status() == "failed"
+
+    result = resume_cli(run, tunedeck_cmd)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "skipping checkpoint-4" in result.stdout
+    events = list(read_events(run.events_path))
+    assert [e.resumed_from_step for e in events if isinstance(e, RunStarted)][-1] == 2
+    steps, _ = training_curve(events)
+    assert [s.step for s in steps] == list(range(1, 13))
+    assert events[-1].status == "completed" and events[-1].final_step == 12
+    assert any(p.name.startswith("incomplete-checkpoint-4") for p in run.checkpoints.iterdir())
+
+
+def test_rising_eval_loss_stops_early_and_keeps_the_best_checkpoint(tmp_path, tiny_model_dir):
+    colours = ["red", "blue", "green", "black", "white", "pink", "grey", "brown"]
+    train = [{"instruction": f"Name colour {i}.", "output": " ".join([colours[i % 8]] * 12)} for i in range(16)]
+    val = [{"instruction": f"Name colour {i}.", "output": " ".join([colours[(i + 3) % 8]] * 12)} for i in range(8)]
+    (tmp_path / "val.json").write_text(json.dumps(val), encoding="utf-8")
+    run = make_run(tmp_path, tiny_model_dir, "overfit", f"data.val_path={tmp_path / 'val.json'}",
+                   "train.max_steps=30", "train.batch_size=16", "train.learning_rate=2e-2",
+                   "train.lr_scheduler=constant", "train.warmup_ratio=0", "train.eval_strategy=steps",
+                   "train.eval_steps=1", "train.save_strategy=steps", "train.save_steps=1", "train.save_total_limit=2",
+                   "train.early_stopping_patience=3", rows=train)
+    assert start_worker(run).wait(timeout=600) == 0
+    events = list(read_events(run.events_path))
+    _, evals = training_curve(events)
+    best = min(evals, key=lambda e: e.eval_loss)
+    finished = events[-1]
+    assert finished.status == "completed" and finished.final_step < 30
+    assert finished.final_step == best.step + 3
+    assert all(e.eval_loss >= best.eval_loss for e in evals if e.step > best.step)
+    assert finished.best_checkpoint.endswith(f"checkpoint-{best.step}")
+    assert run.read_status()["best_checkpoint"] == finished.best_checkpoint
+    assert any(isinstance(e, Log) and "stopped early" in e.message for e in events)
+    kept = sorted(p.name for p in run.checkpoints.glob("checkpoint-*"))
+    assert kept == sorted({f"checkpoint-{best.step}", f"checkpoint-{finished.final_step}"})
+    # load_best_at_end: adapter/ holds the best checkpoint's weights, not the last ones
+    from safetensors.torch import load_file
+
+    adapter = load_file(run.adapter / "adapter_model.safetensors")
+    best_weights = load_file(Path(finished.best_checkpoint) / "adapter_model.safetensors")
+    assert adapter.keys() == best_weights.keys()
+    assert all((adapter[k] == best_weights[k]).all() for k in adapter)
+
+
+def test_resume_refuses_completed_running_and_unknown_runs(tmp_path, tunedeck_cmd):
+    runs = tmp_path / "runs"
+    done = runs / "done-run"
+    done.mkdir(parents=True)
+    (done / "config.yaml").write_text("{}\n", encoding="utf-8")
+    (done / "status.json").write_text(json.dumps({"status": "completed"}), encoding="utf-8")
+    busy = runs / "busy-run"
+    busy.mkdir()
+    (busy / "config.yaml").write_text("{}\n", encoding="utf-8")
+    (busy / "status.json").write_text(json.dumps({"status": "running", "pid": os.getpid()}), encoding="utf-8")
+    for run_id, expected in [("done-run", "already completed"), ("busy-run", "already running"),
+                             ("no-such-run", "no run 'no-such-run'")]:
+        result = subprocess.run([*tunedeck_cmd, "resume", run_id, "--headless", "--runs-dir", str(runs)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
