@@ -139,6 +139,25 @@ class TrainConfig(Section):
         description="Compute precision. 'auto' picks from the hardware: fp32 on CPUs (bf16 is ~15x slower "
         "there), bf16 on GPUs with bf16 hardware, fp16 otherwise.",
     )
+    batching: Literal["padded", "by_length", "padding_free"] = Field(
+        "by_length",
+        description="How samples form a batch. 'padded': random batches padded to their longest sample. "
+        "'by_length': random batches of similar lengths, so little compute goes to padding (the default). "
+        "'padding_free': each batch is one concatenated sequence with per-sample position ids and no padding; "
+        "samples stay isolated through transformers' packed-sequence attention masks. Fastest with "
+        "flash-attention; without it (CPUs, gfx906) the mask grows with the square of the batch's total length, "
+        "so prefer by_length there (tunedeck doctor tells).",
+    )
+    cache_tokenized: bool = Field(
+        True,
+        description="Keep the tokenized dataset in the cache, keyed by data, tokenizer, template and cutoff, "
+        "so restarts and resumes skip tokenization.",
+    )
+    liger_kernels: bool = Field(
+        False,
+        description="Use Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, fused cross-entropy): less memory "
+        "and more speed on NVIDIA GPUs. Needs the liger-kernel package; not for CPUs or ROCm gfx906.",
+    )
     gradient_checkpointing: bool = Field(
         True, description="Recompute activations in the backward pass: much less memory, ~30% slower."
     )

@@ -118,6 +118,9 @@ class RunFinished(Event):
     final_step: int = 0
     adapter: str | None = None
     message: str = ""
+    train_seconds: float | None = None  # wall time inside the training loop
+    train_tokens: int | None = None  # real (non-padding) tokens trained on
+    peak_memory: int | None = None  # bytes: peak GPU allocation, or peak host RSS on CPU
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

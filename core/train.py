@@ -5,27 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+import time
 from typing import Any
 
 from tunedeck.core.atomic import atomic_dir
 from tunedeck.core.config import Config
-from tunedeck.core.data.loading import load_data, load_val_data, split_train_val
-from tunedeck.core.data.tokenize import EncodedSplit, encode_split
+from tunedeck.core.data.cache import TokenizedData
+from tunedeck.core.data.training_set import prepare_data
 from tunedeck.core.events import EventWriter, Log, RunFinished, RunStarted, Sample
 from tunedeck.core.hardware import detect_hardware, precision_warning, resolve_precision
 from tunedeck.core.models import load_causal_lm, load_tokenizer, resolve_model_path
 from tunedeck.core.runs import RunDir
-from tunedeck.core.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Prepared:
-    tokenizer: Any
-    train: EncodedSplit
-    val: EncodedSplit
 
 
 def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resume: bool = False) -> RunFinished:
@@ -45,31 +37,39 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resu
 
     say(events, f"loading tokenizer from {config.model.name_or_path}")
     model_path = resolve_model_path(config.model.name_or_path)
-    prepared = prepare_data(config, load_tokenizer(model_path, config.model.trust_remote_code), events)
+    tokenizer = load_tokenizer(model_path, config.model.trust_remote_code)
+    prepared = prepare_data(config, tokenizer, events)
 
     if cancel.is_set():
         return RunFinished(status="stopped", message="stopped before training began")
     say(events, f"loading model ({precision})")
     model = _load_model(config, model_path, precision)
 
-    trainer = _build_trainer(config, run, model, prepared, precision, hardware, events, cancel)
-    say(events, f"training on {len(prepared.train.samples)} samples, validating on {len(prepared.val.samples)}")
+    trainer = _build_trainer(config, run, model, tokenizer, prepared, precision, hardware, events, cancel)
+    say(events, f"training on {len(prepared.train)} samples, validating on {len(prepared.val)}")
     _check_fingerprint(run, prepared, events, resuming=checkpoint is not None)
+    _reset_peak_memory(hardware)
+    started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_seconds = time.perf_counter() - started
     state = trainer.state
     stopped = cancel.is_set()
     _report_early_stop(trainer, config, events)
 
-    adapter = save_adapter(trainer.model, prepared.tokenizer, run)
+    peak = _peak_memory(hardware)
+    adapter = save_adapter(trainer.model, tokenizer, run)
     say(events, f"adapter saved to {adapter}")
     if config.train.sample_prompts and not stopped:
-        answer_samples(trainer.model, prepared.tokenizer, config.train.sample_prompts, events)
+        answer_samples(trainer.model, tokenizer, config.train.sample_prompts, events)
     return RunFinished(
         status="stopped" if stopped else "completed",
         best_checkpoint=state.best_model_checkpoint,
         final_step=state.global_step,
         adapter=str(adapter),
         message="stopped on request" if stopped else "",
+        train_seconds=round(train_seconds, 3),
+        train_tokens=int(getattr(trainer, "_total_train_tokens", 0)) or None,
+        peak_memory=peak,
     )
 
 
@@ -85,15 +85,9 @@ def _resume_point(run: RunDir, events: EventWriter) -> Any:
     return found[1]
 
 
-def _check_fingerprint(run: RunDir, prepared: Prepared, events: EventWriter, resuming: bool) -> None:
+def _check_fingerprint(run: RunDir, prepared: TokenizedData, events: EventWriter, resuming: bool) -> None:
     """Record what the run trains on; warn on resume if the data or tokenizer changed since."""
-    import hashlib
-
-    digest = hashlib.blake2b(digest_size=12)
-    for sample in prepared.train.samples:
-        digest.update(str(sample.input_ids).encode())
-        digest.update(str(sample.labels).encode())
-    fingerprint = digest.hexdigest()
+    fingerprint = prepared.key
     before = run.read_status().get("data_fingerprint")
     if resuming and before and before != fingerprint:
         events.emit(Log(level="warning", message="the training data changed since this run started: "
@@ -119,41 +113,22 @@ def say(events: EventWriter, message: str) -> None:
     events.emit(Log(level="info", message=message))
 
 
-def prepare_data(config: Config, tokenizer: Any, events: EventWriter) -> Prepared:
-    """Load, split and tokenize the data, reporting every row that will not be trained as given."""
-    if config.model.template != "auto":
-        tokenizer.chat_template = TEMPLATES[config.model.template].jinja
-    data = load_data(config.data)
-    val_data = load_val_data(config.data)
-    for loaded in (data, val_data):
-        if loaded and loaded.problems:
-            shown = "; ".join(f"{p.where(loaded.source)}: {p.message}" for p in loaded.problems[:5])
-            more = f" (and {len(loaded.problems) - 5} more)" if len(loaded.problems) > 5 else ""
-            events.emit(Log(level="warning", message=f"{len(loaded.problems)} rows skipped: {shown}{more}"))
-    if val_data is not None:
-        train_rows, val_rows = data.conversations, val_data.conversations
-    else:
-        train_rows, val_rows = split_train_val(data.conversations, config.data.val_size, config.train.seed)
-    if config.data.max_samples:
-        train_rows = train_rows[: config.data.max_samples]
-    train = encode_split(tokenizer, train_rows, config.data.cutoff_len)
-    val = encode_split(tokenizer, val_rows, config.data.cutoff_len)
-    for name, split in (("train", train), ("validation", val)):
-        if split.truncated:
-            events.emit(Log(level="warning", message=f"{split.truncated} {name} samples are longer than "
-                            f"data.cutoff_len={config.data.cutoff_len} and were cut"))
-        if split.dropped:
-            rows = ", ".join(c.where(data.source) for c in split.dropped[:5])
-            events.emit(Log(level="warning", message=f"{len(split.dropped)} {name} samples lost their whole "
-                            f"answer to the cutoff and were dropped: {rows}"))
-    if not train.samples:
-        from tunedeck.core.errors import DataError
+def _reset_peak_memory(hardware: dict[str, Any]) -> None:
+    import torch
 
-        raise DataError("no training samples left after the split and cutoff", where=data.source,
-                        hint="raise data.cutoff_len or lower data.val_size")
-    say(events, f"{data.format} data from {data.source}: {len(train.samples)} train / {len(val.samples)} "
-        f"validation samples, {train.tokens} train tokens")
-    return Prepared(tokenizer, train, val)
+    if hardware["accelerator"] != "cpu":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_memory(hardware: dict[str, Any]) -> int:
+    """Peak GPU allocation of this process, or its peak resident memory on a CPU."""
+    import resource
+
+    import torch
+
+    if hardware["accelerator"] != "cpu":
+        return int(torch.cuda.max_memory_allocated())
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _configure_threads(config: Config, hardware: dict[str, Any]) -> None:
@@ -186,8 +161,7 @@ def _load_model(config: Config, model_path: str, precision: str) -> Any:
     return load_causal_lm(model_path, _torch_dtype(precision), config.model.trust_remote_code, **kwargs)
 
 
-def _build_trainer(config, run, model, prepared, precision, hardware, events, cancel) -> Any:
-    from datasets import Dataset
+def _build_trainer(config, run, model, tokenizer, prepared, precision, hardware, events, cancel) -> Any:
     from peft import LoraConfig
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig, SFTTrainer
@@ -195,7 +169,7 @@ def _build_trainer(config, run, model, prepared, precision, hardware, events, ca
     from tunedeck.core.train_events import EventCallback, StopCallback
 
     t = config.train
-    has_val = bool(prepared.val.samples)
+    has_val = len(prepared.val) > 0
     if not has_val and t.eval_strategy != "no":
         events.emit(Log(level="info", message="no validation split (data.val_size is 0): evaluation is off"))
     eval_strategy = t.eval_strategy if has_val else "no"
@@ -230,7 +204,10 @@ def _build_trainer(config, run, model, prepared, precision, hardware, events, ca
         data_seed=t.seed,
         report_to="none",
         disable_tqdm=True,
-        max_length=config.data.cutoff_len,
+        max_length=None,  # samples arrive cut to data.cutoff_len by core.data.tokenize
+        padding_free=t.batching == "padding_free",
+        train_sampling_strategy="group_by_length" if t.batching == "by_length" else "random",
+        use_liger_kernel=t.liger_kernels,
         dataloader_pin_memory=hardware["accelerator"] != "cpu",
     )
     peft_config = LoraConfig(
@@ -245,7 +222,7 @@ def _build_trainer(config, run, model, prepared, precision, hardware, events, ca
         events.emit(RunStarted(
             run_id=run.run_id, config=config.model_dump(mode="json"), world_size=world_size,
             hardware=hardware, precision=precision, total_steps=state.max_steps, num_epochs=t.num_epochs,
-            train_samples=len(prepared.train.samples), eval_samples=len(prepared.val.samples),
+            train_samples=len(prepared.train), eval_samples=len(prepared.val),
             resumed_from_step=state.global_step,
         ))
         run.update_status(status="running", total_steps=state.max_steps, precision=precision)
@@ -253,9 +230,9 @@ def _build_trainer(config, run, model, prepared, precision, hardware, events, ca
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_dict(prepared.train.as_columns()),
-        eval_dataset=Dataset.from_dict(prepared.val.as_columns()) if has_val else None,
-        processing_class=prepared.tokenizer,
+        train_dataset=prepared.train,
+        eval_dataset=prepared.val if has_val else None,
+        processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[EventCallback(run, events, samples_per_step, started), StopCallback(cancel, events)],
     )

@@ -40,6 +40,19 @@ def load_val_data(cfg: DataConfig) -> LoadedData | None:
     return _load(resolve_data_path(cfg.val_path), mapping, cfg)
 
 
+def data_files(cfg: DataConfig) -> list[Path]:
+    """Every file whose content decides the training data."""
+    files = []
+    if cfg.dataset_info:
+        info = Path(cfg.dataset_info).expanduser()
+        files += [info, mapping_from_dataset_info(info, cfg.name or "")[0]]
+    else:
+        files.append(resolve_data_path(cfg.path))
+    if cfg.val_path:
+        files.append(resolve_data_path(cfg.val_path))
+    return files
+
+
 def _load(path: Path, mapping: Mapping | None, cfg: DataConfig) -> LoadedData:
     records = read_records(path)
     if mapping is None:
