@@ -57,7 +57,8 @@ def test_sigterm_stops_with_a_checkpoint_and_resume_continues_the_same_curve(tmp
 
     run = make_run(tmp_path, tiny_model_dir, "stopped", "train.max_steps=10")
     proc = start_worker(run)
-    wait_for(lambda: len(steps_of(run)) >= 3)
+    wait_for(lambda: len(steps_of(run)) >= 3 or proc.poll() is not None)
+    assert proc.poll() is None, run.log_path.read_text()[-2000:]
     assert stop_worker(run, pid=proc.pid)
     assert proc.wait(timeout=300) == 0
     events = list(read_events(run.events_path))
