@@ -78,7 +78,7 @@ class LiveScreen(Screen[None]):
         yield Header()
         yield Static(self.run.run_id, id="live-title")
         with Horizontal(id="live-progress"):
-            yield ProgressBar(total=None, show_eta=False, id="progress-bar")
+            yield ProgressBar(total=1, show_eta=False, id="progress-bar")  # no pulsing while loading
             yield Static("", id="progress-text")
         yield Static("", id="live-alert")
         with Horizontal(id="live-main"):
