@@ -167,6 +167,33 @@ class ConfigBuilder:
         return None
 
 
+def preset_comments(path: str | Path) -> dict[tuple[str, ...], str]:
+    """The inline `# advice` comment of each key path in a YAML file, e.g. ('lora', 'r') -> 'raise to 128 if ...'."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    _, key_lines = parse_yaml(text, str(path))
+    lines = text.splitlines()
+    comments = {}
+    for key_path, line_no in key_lines.items():
+        comment = _inline_comment(lines[line_no - 1])
+        if comment:
+            comments[key_path] = comment
+    return comments
+
+
+def _inline_comment(line: str) -> str | None:
+    """The text after a '#' that starts a comment (outside quotes, after a space) on a line of YAML."""
+    quote = None
+    for i, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and i > 0 and line[i - 1] in " \t":
+            return line[i + 1:].strip() or None
+    return None
+
+
 def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     """Parse YAML to a dict plus the 1-based line of every mapping key path."""
     try:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -198,3 +199,11 @@ def stop_worker(run: RunDir, now: bool = False, pid: int | None = None) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def delete_run(run: RunDir) -> None:
+    """Remove a run folder; refuses a run whose worker is still alive."""
+    state = run.effective_status()
+    if state in ("starting", "running"):
+        raise RunError(f"run '{run.run_id}' is {state}", where=str(run.path), hint="stop it first")
+    shutil.rmtree(run.path)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.events import Error, EventWriter, Log, RunFinished
+from tunedeck.core.monitor import gpu_sampling
 from tunedeck.core.runs import RunDir
 
 OOM_HINTS = [
@@ -77,7 +78,8 @@ def run_train(run_path: Path, resume: bool = False) -> int:
     _install_stop_handlers(cancel, events, run)
     run.update_status(status="running", pid=os.getpid())
     try:
-        finished = run_training(run, events, cancel, resume=resume)
+        with gpu_sampling(events.emit):
+            finished = run_training(run, events, cancel, resume=resume)
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the event stream
         if isinstance(exc, KeyboardInterrupt | SystemExit) and cancel.is_set():
             finished = RunFinished(status="stopped", message="stopped")

@@ -29,9 +29,30 @@ def test_running_the_app_loads_no_ml_library(tmp_path):
         from tunedeck.tui.app import TunedeckApp
 
         async def main():
-            app = TunedeckApp(runs_root=Path({str(tmp_path)!r}))
-            async with app.run_test() as pilot:
+            root = Path({str(tmp_path)!r})
+            (root / "run-1").mkdir(parents=True)
+            (root / "run-1" / "config.yaml").write_text("{{}}")
+            (root / "run-1" / "events.jsonl").write_text(
+                '{{"v": 1, "t": 1.0, "type": "step", "step": 1, "epoch": 0.1, "loss": 2.0, "lr": 0.001}}\\n')
+            app = TunedeckApp(runs_root=root, attach="run-1")
+            async with app.run_test(size=(150, 45)) as pilot:
+                for _ in range(100):  # the live view replays the run
+                    await pilot.pause(0.05)
+                    if getattr(app.screen, "loaded", False):
+                        break
+                assert app.screen.loaded
+                await pilot.press("d", "n")  # back to the runs list, then the new-run screen
                 await pilot.pause()
+                app.screen.query_one("#dataset").value = "builtin:demo_identity.json"
+                await pilot.press("ctrl+n")  # checks the data through core, then opens the form
+                for _ in range(200):
+                    await pilot.pause(0.05)
+                    if type(app.screen).__name__ == "ConfigFormScreen":
+                        break
+                assert type(app.screen).__name__ == "ConfigFormScreen"
+                await pilot.press("ctrl+r")
+                await pilot.pause()
+                assert type(app.screen).__name__ == "ReviewScreen"
 
         asyncio.run(main())
     """)
@@ -43,7 +64,8 @@ def test_engine_modules_load_no_ui_and_no_torch_until_needed():
     loaded = loaded_after("""
         import tunedeck.core.cli, tunedeck.core.config_files, tunedeck.core.events, tunedeck.core.runs
         import tunedeck.core.progress, tunedeck.core.data.loading, tunedeck.core.data.tokenize
-        import tunedeck.core.models, tunedeck.core.hardware, tunedeck.core.worker
+        import tunedeck.core.models, tunedeck.core.hardware, tunedeck.core.worker, tunedeck.core.monitor
+        import tunedeck.core.history, tunedeck.core.watch, tunedeck.core.config_fields
     """)
     assert not loaded & set(UI), loaded
     assert not loaded & set(HEAVY), loaded

@@ -1,21 +1,25 @@
-"""The app's runs screen, driven through Textual's Pilot against run folders on disk."""
+"""The runs screen, driven through Textual's Pilot against run folders on disk."""
 
 from __future__ import annotations
 
-import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from textual.widgets import DataTable
 
 from tunedeck.tui.app import TunedeckApp
+from tunedeck.tui.screens.live import LiveScreen
+from tunedeck.tui.screens.runs import RunsScreen
+
+from .tui_support import make_run, screen_text, wait_for
 
 
-def make_run(root: Path, run_id: str, **status) -> None:
-    path = root / run_id
-    path.mkdir(parents=True)
-    (path / "config.yaml").write_text("{}\n", encoding="utf-8")
-    (path / "status.json").write_text(json.dumps(status), encoding="utf-8")
+def rows(app) -> dict[str, list[str]]:
+    table = app.screen.query_one(DataTable)
+    return {str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)] for i in range(table.row_count)}
 
 
 async def test_runs_screen_lists_each_run_with_its_status(tmp_path: Path):
@@ -23,13 +27,66 @@ async def test_runs_screen_lists_each_run_with_its_status(tmp_path: Path):
              base_model="builtin:smollm2-135m-instruct", preset="cpu-demo", created_at=1.0)
     make_run(tmp_path, "run-b", status="running", pid=os.getpid(), step=3, total_steps=90, created_at=2.0)
     make_run(tmp_path, "run-c", status="running", pid=2**22 + 12345, created_at=3.0)  # its worker is gone
+    make_run(tmp_path, "run-d", status="stopped", step=12, total_steps=90, created_at=4.0)
     app = TunedeckApp(runs_root=tmp_path)
-    async with app.run_test() as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         await pilot.pause()
-        table = app.screen.query_one(DataTable)
-        rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
-        assert rows["run-a"][1:5] == ["completed", "30/30", "0.6146", "0.6600"]
-        assert rows["run-b"][1:3] == ["running", "3/90"]
-        assert rows["run-c"][1] == "failed"
+        shown = rows(app)
+        assert shown["run-a"][1:5] == ["completed", "30/30", "0.6146", "0.6600"]
+        assert shown["run-b"][1:3] == ["running", "3/90"]
+        assert shown["run-c"][1] == "failed"
+        assert shown["run-d"][1:3] == ["stopped", "12/90"]
+        footer = screen_text(app).splitlines()[-1]
+        for label in ("Attach", "New run", "Stop", "Delete", "Quit"):
+            assert label in footer
+        make_run(tmp_path, "run-e", status="created", created_at=5.0)
+        await pilot.press("r")
+        assert rows(app)["run-e"][1] == "created"
         await pilot.press("q")
     assert not app.is_running
+
+
+async def test_delete_asks_first_and_refuses_a_live_run(tmp_path: Path):
+    make_run(tmp_path, "old", status="completed", created_at=1.0)
+    make_run(tmp_path, "live", status="running", pid=os.getpid(), created_at=2.0)
+    app = TunedeckApp(runs_root=tmp_path)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("d")  # cursor on "old"
+        assert "Delete run old" in screen_text(app)
+        await pilot.press("n")
+        assert (tmp_path / "old").is_dir()
+        await pilot.press("d", "y")
+        await pilot.pause()
+        assert not (tmp_path / "old").exists() and list(rows(app)) == ["live"]
+        await pilot.press("d", "y")
+        await pilot.pause()
+        assert (tmp_path / "live").is_dir()
+        assert any("stop it first" in n.message for n in app._notifications)
+
+
+async def test_stop_asks_then_signals_the_worker_session(tmp_path: Path):
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        make_run(tmp_path, "run", status="running", pid=worker.pid, created_at=1.0)
+        app = TunedeckApp(runs_root=tmp_path)
+        async with app.run_test(size=(160, 30)) as pilot:
+            await pilot.pause()
+            await pilot.press("s")
+            assert "Stop run run?" in screen_text(app)
+            await pilot.press("y")
+            assert worker.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        worker.kill()
+
+
+async def test_enter_attaches_and_detach_comes_back(tmp_path: Path):
+    make_run(tmp_path, "run-a", status="completed", created_at=1.0)
+    app = TunedeckApp(runs_root=tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen) and app.screen.loaded)
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)

@@ -1,24 +1,50 @@
-"""The Textual app: holds the collaborators (runs root) and opens the runs screen."""
+"""The Textual app: holds the collaborators (runs root, launcher) and moves between the screens."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from textual.app import App
+from textual.binding import Binding
 
+from tunedeck.core.errors import TunedeckError
+from tunedeck.core.runs import find_run
+from tunedeck.tui.launcher import Launcher, WorkerLauncher
 from tunedeck.tui.screens.runs import RunsScreen
 
 
 class TunedeckApp(App[None]):
     TITLE = "tunedeck"
     CSS_PATH = "app.tcss"
-    BINDINGS = [("q", "quit", "Quit")]
+    BINDINGS = [Binding("q", "quit", "Quit")]
 
-    def __init__(self, runs_root: Path, preset: str | None = None, attach: str | None = None):
+    def __init__(self, runs_root: Path, preset: str | None = None, attach: str | None = None,
+                 launcher: Launcher | None = None):
         super().__init__()
-        self.runs_root = runs_root
+        self.runs_root = Path(runs_root)
         self.preset = preset
         self.attach_to = attach
+        self.launcher = launcher or WorkerLauncher(self.runs_root)
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.runs_root))
+        if self.attach_to:
+            self.open_run(self.attach_to)
+
+    def open_run(self, run_id: str) -> None:
+        """Show a run's live view on top of the runs list (replaying its history, then following it)."""
+        from tunedeck.tui.screens.live import LiveScreen
+
+        try:
+            run = find_run(self.runs_root, run_id)
+        except TunedeckError as exc:
+            self.notify(exc.one_line(), title="cannot open run", severity="error")
+            return
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, RunsScreen):
+            self.pop_screen()
+        self.push_screen(LiveScreen(run))
+
+    def new_run(self) -> None:
+        from tunedeck.tui.screens.new_run import NewRunScreen
+
+        self.push_screen(NewRunScreen(self.preset))

@@ -1,0 +1,129 @@
+"""New run through the app: dataset check, preset, hyperparameter form refusals, review, launch, save as preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input
+
+from tunedeck.core.config_files import load_config
+from tunedeck.core.runs import create_run
+from tunedeck.tui.app import TunedeckApp
+from tunedeck.tui.screens.config_form import ConfigFormScreen
+from tunedeck.tui.screens.live import LiveScreen
+from tunedeck.tui.screens.new_run import NewRunScreen
+from tunedeck.tui.screens.review import ReviewScreen
+
+from .conftest import SHARED_DATASETS
+from .tui_support import screen_text, wait_for
+
+
+class RecordingLauncher:
+    """Creates the run folder like the real launcher, but records the launch instead of starting training."""
+
+    def __init__(self, runs_root: Path):
+        self.runs_root = runs_root
+        self.launched = []
+
+    def launch(self, config, label, preset):
+        self.launched.append((config, label, preset))
+        return create_run(self.runs_root, config, label, preset=preset)
+
+
+async def open_form(app, pilot, dataset: str, preset: str) -> ConfigFormScreen:
+    await pilot.press("n")
+    assert isinstance(app.screen, NewRunScreen)
+    app.screen.query_one("#dataset", Input).value = dataset
+    await pilot.press("enter")
+    expected = "usable rows" if dataset else "the preset's own dataset"
+    assert await wait_for(pilot, lambda: expected in str(app.screen.query_one("#dataset-status").content))
+    options = app.screen.query_one("#presets")
+    options.highlighted = [options.get_option_at_index(i).id for i in range(options.option_count)].index(preset)
+    await pilot.press("enter")
+    assert await wait_for(pilot, lambda: isinstance(app.screen, ConfigFormScreen))
+    await pilot.pause()
+    return app.screen
+
+
+async def set_field(pilot, form: ConfigFormScreen, key: str, text: str):
+    row = form.query_one(f"#field-{key.replace('.', '-')}")
+    row.query_one(Input).value = text
+    await pilot.pause()
+    return row
+
+
+async def test_a_bad_dataset_is_refused_with_its_reason(tmp_path: Path):
+    bad = tmp_path / "rows.json"
+    bad.write_text('[{"question": "no known columns"}]')
+    app = TunedeckApp(runs_root=tmp_path / "runs", launcher=RecordingLauncher(tmp_path / "runs"))
+    async with app.run_test(size=(150, 40)) as pilot:
+        await pilot.press("n")
+        app.screen.query_one("#dataset", Input).value = str(bad)
+        await pilot.press("ctrl+n")
+        assert await wait_for(pilot, lambda: "✗" in str(app.screen.query_one("#dataset-status").content))
+        assert f"{bad}" in str(app.screen.query_one("#dataset-status").content)
+        await pilot.pause()
+        assert isinstance(app.screen, NewRunScreen)  # not past the dataset step
+
+
+async def test_the_form_refuses_bad_values_with_the_reason_then_launches(tmp_path: Path):
+    runs = tmp_path / "runs"
+    launcher = RecordingLauncher(runs)
+    dataset = str(SHARED_DATASETS / "identity.json")
+    app = TunedeckApp(runs_root=runs, launcher=launcher)
+    async with app.run_test(size=(150, 45)) as pilot:
+        form = await open_form(app, pilot, dataset, "mi50-2x")
+        text = screen_text(app)
+        assert "preset advice: the same template is written into the GGUF" in text  # mi50 advice as help
+        lr = form.query_one("#field-train-learning_rate")
+        assert "1e-4 if the loss falls too slowly; 2e-5 if it oscillates" in str(
+            lr.query_one(".field-help").content)
+        row = await set_field(pilot, form, "train.learning_rate", "-1")
+        assert row.error == "Input should be greater than 0 (got -1)"
+        assert "refused: Input should be greater than 0 (got -1)" in str(row.query_one(".field-error").content)
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfigFormScreen)  # refused before review
+        assert any("train.learning_rate: Input should be greater than 0" in n.message for n in app._notifications)
+
+        await set_field(pilot, form, "train.learning_rate", "2e-5")
+        assert row.error is None
+        form.query_one("#field-train-max_steps").query_one(Input).value = "40"
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ReviewScreen))
+        review = screen_text(app)
+        assert "learning_rate: 2.0e-05" in review and f"path: {dataset}" in review and "max_steps: 40" in review
+        await pilot.press("l")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
+    [(config, label, preset)] = launcher.launched
+    assert (config.train.learning_rate, config.train.max_steps, config.data.path) == (2e-5, 40, dataset)
+    assert (config.lora.r, config.distributed.deepspeed_stage, label, preset) == (64, 2, "mi50-2x", "mi50-2x")
+
+
+async def test_cross_field_rules_are_refused_at_review(tmp_path: Path):
+    app = TunedeckApp(runs_root=tmp_path, launcher=RecordingLauncher(tmp_path))
+    async with app.run_test(size=(150, 45)) as pilot:
+        form = await open_form(app, pilot, "builtin:demo_identity.json", "cpu-demo")
+        form.query_one("#field-train-eval_strategy").query_one("Select").value = "steps"
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfigFormScreen)
+        assert any("train.eval_strategy 'steps' needs train.eval_steps" in n.message for n in app._notifications)
+
+
+async def test_the_form_saves_a_preset(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    app = TunedeckApp(runs_root=tmp_path, launcher=RecordingLauncher(tmp_path))
+    async with app.run_test(size=(150, 45)) as pilot:
+        form = await open_form(app, pilot, "", "cpu-demo")
+        await set_field(pilot, form, "lora.r", "8")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press(*"tiny-demo", "enter")
+        await pilot.pause()
+    saved = tmp_path / "config" / "tunedeck" / "presets" / "tiny-demo.yaml"
+    assert saved.is_file()
+    config = load_config(preset="tiny-demo")
+    assert config.lora.r == 8 and config == load_config(preset="cpu-demo", overrides=["lora.r=8"])

@@ -1,0 +1,34 @@
+"""Starting a run from the app: the collaborator that turns a validated config into a running worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from tunedeck.core.config import Config
+from tunedeck.core.runs import RunDir
+
+
+class Launcher(Protocol):
+    """Creates a run folder for a config and starts (or records) its training."""
+
+    runs_root: Path
+
+    def launch(self, config: Config, label: str, preset: str | None) -> RunDir: ...
+
+
+@dataclass
+class WorkerLauncher:
+    """The real one: pre-flight checks, a new run folder, and a detached training worker."""
+
+    runs_root: Path
+
+    def launch(self, config: Config, label: str, preset: str | None) -> RunDir:
+        from tunedeck.core.commands.train import preflight
+        from tunedeck.core.runs import create_run, start_worker
+
+        preflight(config)
+        run = create_run(self.runs_root, config, label, preset=preset)
+        start_worker(run)
+        return run

@@ -1,0 +1,134 @@
+"""New run, first steps: the dataset (checked through core) and the preset, then on to the hyperparameter form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from tunedeck.core.config import DataConfig
+from tunedeck.core.config_files import preset_description, preset_names
+from tunedeck.core.errors import TunedeckError
+
+
+@dataclass(frozen=True)
+class DatasetCheck:
+    path: str  # as the config will hold it: absolute, or builtin:NAME
+    ok: bool
+    summary: str
+
+
+def config_data_path(text: str) -> str:
+    text = text.strip()
+    return text if text.startswith("builtin:") else str(Path(text).expanduser().resolve())
+
+
+def check_dataset(text: str) -> DatasetCheck:
+    """Read a data file through core (no torch): the format, how many rows are usable, what was skipped."""
+    from tunedeck.core.data.loading import load_data
+
+    path = config_data_path(text)
+    try:
+        data = load_data(DataConfig(path=path))
+    except TunedeckError as exc:
+        return DatasetCheck(path, False, exc.one_line())
+    skipped = f", {len(data.problems)} rows skipped (first: {data.problems[0].message})" if data.problems else ""
+    return DatasetCheck(path, True, f"{data.format} data, {len(data.conversations)} usable rows{skipped}")
+
+
+class NewRunScreen(Screen[None]):
+    CSS_PATH = "new_run.tcss"
+    BINDINGS = [Binding("escape", "back", "Back"), Binding("ctrl+n", "next", "Next: hyperparameters")]
+
+    def __init__(self, preset: str | None = None):
+        super().__init__()
+        self.preset = preset
+        self.dataset: DatasetCheck | None = None
+        self._next_after_check = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="new-run"):
+            yield Static("1 · Dataset", classes="step-title")
+            yield Input(placeholder="path to a JSON / JSONL / CSV file, or builtin:NAME; empty keeps the preset's "
+                        "dataset", id="dataset")
+            yield Static("Enter checks the file.", id="dataset-status", classes="muted")
+            yield Static("2 · Preset", classes="step-title")
+            yield OptionList(*[Option(f"{name:10} {preset_description(name)}", id=name) for name in preset_names()],
+                             id="presets")
+            yield Static("Enter on a preset opens its hyperparameter form.", classes="muted")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        presets = self.query_one(OptionList)
+        names = preset_names()
+        if self.preset in names:
+            presets.highlighted = names.index(self.preset)
+        elif names:
+            presets.highlighted = 0
+        self.query_one("#dataset", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.inspect_dataset(event.value)
+
+    def inspect_dataset(self, text: str) -> None:
+        """The dataset step's one entry point. The dataset inspection screen will be pushed from here; for now
+        the file is read through core and summed up in one line."""
+        if not text.strip():
+            self.dataset = None
+            self.query_one("#dataset-status", Static).update("the preset's own dataset will be used")
+            self.query_one(OptionList).focus()
+            return
+        self.query_one("#dataset-status", Static).update("checking…")
+        self.run_dataset_check(text)
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def run_dataset_check(self, text: str) -> None:
+        self.app.call_from_thread(self._dataset_checked, text, check_dataset(text))
+
+    def _dataset_checked(self, text: str, result: DatasetCheck) -> None:
+        if text != self.query_one("#dataset", Input).value:
+            return  # edited since
+        self.dataset = result
+        status = self.query_one("#dataset-status", Static)
+        status.update(("✓ " if result.ok else "✗ ") + result.summary)
+        status.set_class(not result.ok, "error-text")
+        if result.ok and self._next_after_check:
+            self._next_after_check = False
+            self.action_next()
+        elif result.ok:
+            self.query_one(OptionList).focus()
+        else:
+            self._next_after_check = False
+            self.notify(result.summary, title="dataset refused", severity="error")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_next()
+
+    def action_next(self) -> None:
+        from tunedeck.tui.screens.config_form import ConfigFormScreen
+
+        text = self.query_one("#dataset", Input).value
+        if text.strip() and (self.dataset is None or self.dataset.path != config_data_path(text)):
+            self._next_after_check = True
+            self.inspect_dataset(text)
+            return
+        if self.dataset is not None and not self.dataset.ok:
+            self.notify(self.dataset.summary, title="dataset refused", severity="error")
+            return
+        presets = self.query_one(OptionList)
+        if presets.highlighted is None:
+            self.notify("choose a preset", severity="warning")
+            return
+        preset = presets.get_option_at_index(presets.highlighted).id
+        self.app.push_screen(ConfigFormScreen(preset, self.dataset.path if self.dataset else None))
+
+    def action_back(self) -> None:
+        self.dismiss()
