@@ -96,7 +96,7 @@ def run_train(run_path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tunedeck.core.worker",
                                      description="Run one tunedeck job for a run directory.")
-    parser.add_argument("mode", choices=["train"])
+    parser.add_argument("mode", choices=["train", "export"])
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     reserve_stdout()  # the train job reports through events.jsonl; stray prints must not reach stdout
@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run_dir / "config.yaml").is_file():
         print(f"{args.run_dir}: not a run directory (no config.yaml)", file=sys.stderr)
         return 2
+    if args.mode == "export":
+        from tunedeck.core.export.job import run_export_job
+
+        return run_export_job(args.run_dir)
     return run_train(args.run_dir)
 
 
