@@ -59,7 +59,11 @@ def convert_to_gguf(model_dir: Path, target: Path, outtype: str, cancel: threadi
             raise _conversion_error(list(tail), proc.returncode, model_dir)
         if not tmp.is_file():
             raise ModelError("the converter finished but wrote no file", where=str(model_dir))
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise ModelError(f"cannot write {target.name}: {exc.strerror}", where=str(target.parent),
+                             hint="free the name or the disk space and run the export again") from None
         return target
     finally:
         if proc.poll() is None:

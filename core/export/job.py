@@ -17,7 +17,7 @@ from tunedeck.core.atomic import write_atomic
 from tunedeck.core.config import ExportConfig
 from tunedeck.core.errors import RunError, TunedeckError
 from tunedeck.core.events import EventWriter, ExportFinished, Log
-from tunedeck.core.export.layout import ExportLayout
+from tunedeck.core.export.layout import ExportLayout, resolve_adapter
 from tunedeck.core.runs import RunDir, pid_alive
 
 
@@ -43,6 +43,7 @@ def export_running(layout: ExportLayout) -> bool:
 def start_export(run: RunDir, options: ExportConfig) -> subprocess.Popen:
     """Start an export worker for a run in its own session; its events go to export/events.jsonl."""
     layout = ExportLayout.for_run(run, options.ollama_name)
+    resolve_adapter(run, options.checkpoint)  # refuse a missing checkpoint before anything starts
     if export_running(layout):
         raise RunError(f"an export of run '{run.run_id}' is already running", where=str(layout.root),
                        hint="wait for it, or stop it first")

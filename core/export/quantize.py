@@ -36,7 +36,11 @@ def quantize_gguf(source: Path, target: Path, quant: str, threads: int | None = 
         if code != 0 or not tmp.is_file():
             raise ModelError(f"llama.cpp could not quantize to {quant} (code {code})", where=str(source),
                              hint="llama.cpp's message is in export/worker.log")
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise ModelError(f"cannot write {target.name}: {exc.strerror}", where=str(target.parent),
+                             hint="free the name or the disk space and run the export again") from None
     finally:
         tmp.unlink(missing_ok=True)
     return target
