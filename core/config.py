@@ -237,15 +237,59 @@ class DistributedConfig(Section):
         return self
 
 
+class SamplingConfig(Section):
+    temperature: float = Field(0.7, ge=0.0, le=5.0, description="Sampling temperature; 0 answers greedily.")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling: keep the smallest set of tokens "
+                         "whose probabilities add up to this.")
+    top_k: int = Field(40, ge=0, le=100_000, description="Sample among the k most likely tokens; 0 keeps all.")
+    repeat_penalty: float = Field(1.1, ge=0.0, le=10.0, description="Penalty on tokens already generated; "
+                                  "1.0 is off.")
+
+
 class ExportConfig(Section):
+    checkpoint: str = Field(
+        "best",
+        description="Adapter to export: 'best' (lowest validation loss, else the final adapter), 'last' "
+        "(the final adapter) or a checkpoint's step number.",
+    )
     merge_dtype: Literal["auto", "fp16", "bf16", "fp32"] = Field(
         "auto", description="Dtype of the merged model; 'auto' keeps the training precision (fp16 for fp32)."
     )
     quantizations: list[str] = Field(
-        default_factory=lambda: ["Q4_K_M"], description="GGUF quantization types to produce."
+        default_factory=lambda: ["Q4_K_M"],
+        description="GGUF quantization types to produce, e.g. Q4_K_M, Q5_K_M, Q8_0 (`tunedeck export --list-quants`).",
     )
-    system_prompt: str | None = Field(None, description="SYSTEM prompt written into the Ollama Modelfile.")
+    system_prompt: str | None = Field(
+        None, description="SYSTEM prompt written into the Ollama Modelfile; empty uses data.system_prompt."
+    )
     ollama_name: str | None = Field(None, description="Name for 'ollama create'; empty uses the run id.")
+    num_ctx: int | None = Field(
+        None, ge=16, le=1_048_576, description="Context length written into the Modelfile; empty uses data.cutoff_len."
+    )
+    sampling: SamplingConfig = Field(
+        default_factory=SamplingConfig, description="Sampling defaults written into the Modelfile."
+    )
+    eval_samples: int = Field(
+        32, ge=1, le=100_000,
+        description="Validation conversations used by the export checks (template round trip, perplexity).",
+    )
+    check_max_tokens: int = Field(
+        128, ge=8, le=8192, description="Longest greedy answer the stop check waits for before calling it a failure."
+    )
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint_choice(cls, value: str) -> str:
+        if value not in ("best", "last") and not value.isdigit():
+            raise ValueError("use 'best', 'last' or a checkpoint's step number")
+        return value
+
+    @field_validator("quantizations")
+    @classmethod
+    def _known_quantizations(cls, value: list[str]) -> list[str]:
+        from tunedeck.core.export.quant_types import normalize_quant_types
+
+        return normalize_quant_types(value)
 
 
 class Config(Section):

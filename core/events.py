@@ -123,8 +123,63 @@ class RunFinished(Event):
     peak_memory: int | None = None  # bytes: peak GPU allocation, or peak host RSS on CPU
 
 
+@dataclass(slots=True)
+class ExportStarted(Event):
+    """An export of a run began: which adapter, and the steps it will go through."""
+
+    type: ClassVar[str] = "export_started"
+    run_id: str
+    checkpoint: str
+    adapter: str
+    steps: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ExportStep(Event):
+    """One export step changed state: started, done, skipped (already complete) or failed."""
+
+    type: ClassVar[str] = "export_step"
+    step: str
+    state: str  # started | done | skipped | failed
+    message: str = ""
+    seconds: float | None = None
+    outputs: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ExportProgress(Event):
+    """Progress inside a long export step (0..1)."""
+
+    type: ClassVar[str] = "export_progress"
+    step: str
+    fraction: float
+    message: str = ""
+
+
+@dataclass(slots=True)
+class ExportCheck(Event):
+    """The outcome of one self-check; passed is None when the check could not run here (e.g. no ollama)."""
+
+    type: ClassVar[str] = "export_check"
+    name: str  # template | stop | quality | ollama
+    target: str  # the quant or model checked
+    passed: bool | None
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ExportFinished(Event):
+    type: ClassVar[str] = "export_finished"
+    status: str  # completed | failed | stopped
+    report: str | None = None
+    message: str = ""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls for cls in (RunStarted, Step, Eval, Gpu, Checkpoint, Log, Error, Sample, RunFinished)
+    cls.type: cls for cls in (RunStarted, Step, Eval, Gpu, Checkpoint, Log, Error, Sample, RunFinished,
+                              ExportStarted, ExportStep, ExportProgress, ExportCheck, ExportFinished)
 }
 _FIELDS = {name: {f.name for f in fields(cls)} for name, cls in EVENT_TYPES.items()}
 

@@ -98,7 +98,7 @@ def run_train(run_path: Path, resume: bool = False) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tunedeck.core.worker",
                                      description="Run one tunedeck job for a run directory.")
-    parser.add_argument("mode", choices=["train"])
+    parser.add_argument("mode", choices=["train", "export"])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     args = parser.parse_args(argv)
@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run_dir / "config.yaml").is_file():
         print(f"{args.run_dir}: not a run directory (no config.yaml)", file=sys.stderr)
         return 2
+    if args.mode == "export":
+        from tunedeck.core.export.job import run_export_job
+
+        return run_export_job(args.run_dir)
     return run_train(args.run_dir, resume=args.resume)
 
 

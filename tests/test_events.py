@@ -13,6 +13,11 @@ from tunedeck.core.events import (
     Eval,
     EventTail,
     EventWriter,
+    ExportCheck,
+    ExportFinished,
+    ExportProgress,
+    ExportStarted,
+    ExportStep,
     Gpu,
     Log,
     RunFinished,
@@ -37,6 +42,12 @@ EXAMPLES = [
     Error(kind="oom", message="out of memory", hints=["lower train.batch_size"], step=12),
     Sample(prompt="Who are you?", base="SmolLM", tuned="tunedeck's demo assistant"),
     RunFinished(status="completed", best_checkpoint="checkpoints/checkpoint-20", final_step=30, adapter="adapter"),
+    ExportStarted(run_id="r1", checkpoint="checkpoint-30", adapter="checkpoints/checkpoint-30",
+                  steps=["merge", "gguf"], options={"quantizations": ["Q8_0"]}),
+    ExportStep(step="gguf", state="done", message="r1-f16.gguf, 258.3 MiB", seconds=11.3, outputs=["r1-f16.gguf"]),
+    ExportProgress(step="gguf", fraction=0.7, message="writing GGUF"),
+    ExportCheck(name="stop", target="Q8_0", passed=True, message="stopped on <|im_end|>", details={"new_tokens": 20}),
+    ExportFinished(status="completed", report="export/report.json", message="every check passed"),
 ]
 
 

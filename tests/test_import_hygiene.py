@@ -69,3 +69,34 @@ def test_engine_modules_load_no_ui_and_no_torch_until_needed():
     """)
     assert not loaded & set(UI), loaded
     assert not loaded & set(HEAVY), loaded
+
+
+def test_the_export_wizard_loads_no_ml_library(tmp_path):
+    loaded = loaded_after(f"""
+        import asyncio
+        from pathlib import Path
+        from textual.app import App
+        from tunedeck.tui.screens.export import ExportScreen, WorkerExportLauncher
+
+        class Host(App):
+            def on_mount(self):
+                self.push_screen(ExportScreen(Path({str(tmp_path)!r}), WorkerExportLauncher()))
+
+        async def main():
+            async with Host().run_test() as pilot:
+                await pilot.pause()
+
+        asyncio.run(main())
+    """)
+    assert "textual" in loaded
+    assert not loaded & set(HEAVY), loaded
+
+
+def test_export_engine_modules_load_no_ui_and_no_torch_until_needed():
+    loaded = loaded_after("""
+        import tunedeck.core.export.job, tunedeck.core.export.pipeline, tunedeck.core.export.follow
+        import tunedeck.core.export.steps, tunedeck.core.export.checks, tunedeck.core.export.modelfile
+        import tunedeck.core.export.chat_format, tunedeck.core.export.merge, tunedeck.core.commands.export
+    """)
+    assert not loaded & set(UI), loaded
+    assert not loaded & set(HEAVY), loaded

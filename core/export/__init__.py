@@ -1,0 +1,1 @@
+"""Export: merge a run's adapter, convert to GGUF, quantize, write Ollama Modelfiles and verify them."""
