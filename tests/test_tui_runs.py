@@ -90,3 +90,44 @@ async def test_enter_attaches_and_detach_comes_back(tmp_path: Path):
         await pilot.press("d")
         await pilot.pause()
         assert isinstance(app.screen, RunsScreen)
+
+
+class ResumeRecorder:
+    def __init__(self, runs_root: Path):
+        self.runs_root = runs_root
+        self.resumed: list[str] = []
+
+    def launch(self, config, label, preset):  # not used here
+        raise AssertionError("no launch expected")
+
+    def resume(self, run) -> None:
+        from tunedeck.core.runs import resume_run
+
+        if run.effective_status() == "completed":
+            resume_run(run)  # the real refusal
+        self.resumed.append(run.run_id)
+
+
+async def test_resume_and_export_keys_open_their_screens(tmp_path: Path):
+    from tunedeck.tui.screens.export import ExportScreen
+
+    make_run(tmp_path, "halted", status="stopped", step=4, total_steps=10, created_at=1.0)
+    make_run(tmp_path, "finished", status="completed", step=10, total_steps=10, created_at=2.0)
+    recorder = ResumeRecorder(tmp_path)
+    app = TunedeckApp(runs_root=tmp_path, launcher=recorder)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await pilot.pause()
+        footer = screen_text(app).splitlines()[-1]
+        assert "Resume" in footer and "Export" in footer
+        await pilot.press("u")  # cursor on "halted"
+        await pilot.pause()
+        assert recorder.resumed == ["halted"] and isinstance(app.screen, LiveScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("down", "u")
+        await pilot.pause()
+        assert recorder.resumed == ["halted"] and isinstance(app.screen, RunsScreen)
+        assert any("already completed" in n.message for n in app._notifications)
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, ExportScreen) and "Export finished" in screen_text(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
@@ -12,6 +13,9 @@ from tunedeck.core.runs import find_run
 from tunedeck.tui.launcher import Launcher, WorkerLauncher
 from tunedeck.tui.screens.runs import RunsScreen
 
+if TYPE_CHECKING:
+    from tunedeck.tui.screens.export import ExportLauncher
+
 
 class TunedeckApp(App[None]):
     TITLE = "tunedeck"
@@ -19,12 +23,13 @@ class TunedeckApp(App[None]):
     BINDINGS = [Binding("q", "quit", "Quit")]
 
     def __init__(self, runs_root: Path, preset: str | None = None, attach: str | None = None,
-                 launcher: Launcher | None = None):
+                 launcher: Launcher | None = None, export_launcher: ExportLauncher | None = None):
         super().__init__()
         self.runs_root = Path(runs_root)
         self.preset = preset
         self.attach_to = attach
         self.launcher = launcher or WorkerLauncher(self.runs_root)
+        self.export_launcher = export_launcher
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.runs_root))
@@ -43,6 +48,27 @@ class TunedeckApp(App[None]):
         while len(self.screen_stack) > 2 and not isinstance(self.screen, RunsScreen):
             self.pop_screen()
         self.push_screen(LiveScreen(run))
+
+    def open_export(self, run_id: str) -> None:
+        """The export wizard for a run: merge, GGUF, quantize, Modelfile, with its self-checks."""
+        from tunedeck.tui.screens.export import ExportScreen, WorkerExportLauncher
+
+        try:
+            run = find_run(self.runs_root, run_id)
+            defaults = run.load_config().export.model_dump()
+        except TunedeckError as exc:
+            self.notify(exc.one_line(), title="cannot export", severity="error")
+            return
+        self.push_screen(ExportScreen(run.path, self.export_launcher or WorkerExportLauncher(), defaults))
+
+    def resume_run(self, run_id: str) -> None:
+        """Continue a stopped or failed run from its newest complete checkpoint, then watch it."""
+        try:
+            self.launcher.resume(find_run(self.runs_root, run_id))
+        except TunedeckError as exc:
+            self.notify(exc.one_line(), title="cannot resume", severity="error")
+            return
+        self.open_run(run_id)
 
     def new_run(self) -> None:
         from tunedeck.tui.screens.new_run import NewRunScreen

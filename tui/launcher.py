@@ -17,6 +17,8 @@ class Launcher(Protocol):
 
     def launch(self, config: Config, label: str, preset: str | None) -> RunDir: ...
 
+    def resume(self, run: RunDir) -> None: ...
+
 
 @dataclass
 class WorkerLauncher:
@@ -32,3 +34,8 @@ class WorkerLauncher:
         run = create_run(self.runs_root, config, label, preset=preset)
         start_worker(run)
         return run
+
+    def resume(self, run: RunDir) -> None:
+        from tunedeck.core.runs import resume_run
+
+        resume_run(run)

@@ -44,6 +44,8 @@ class RunsScreen(Screen[None]):
         Binding("enter", "attach", "Attach", priority=True),
         Binding("n", "new_run", "New run"),
         Binding("s", "stop", "Stop"),
+        Binding("u", "resume", "Resume"),
+        Binding("e", "export", "Export"),
         Binding("d", "delete", "Delete"),
         Binding("r", "refresh", "Refresh"),
     ]
@@ -106,6 +108,16 @@ class RunsScreen(Screen[None]):
         run = self.selected_run()
         if run is not None:
             self.app.open_run(run.run_id)
+
+    def action_resume(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.app.resume_run(run.run_id)
+
+    def action_export(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.app.open_export(run.run_id)
 
     def action_new_run(self) -> None:
         self.app.new_run()
