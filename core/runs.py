@@ -191,7 +191,11 @@ def resume_run(run: RunDir) -> subprocess.Popen:
 
 def stop_worker(run: RunDir, now: bool = False, pid: int | None = None) -> bool:
     """Ask a run's worker to stop at the next step boundary (SIGTERM), or at once (SIGKILL)."""
-    pid = pid or run.read_status().get("pid")
+    return signal_worker(pid or run.read_status().get("pid"), now)
+
+
+def signal_worker(pid: int | None, now: bool = False) -> bool:
+    """SIGTERM (or SIGKILL) a detached worker's whole process group; False when it is not running."""
     if not pid or not pid_alive(int(pid)):
         return False
     try:

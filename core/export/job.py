@@ -18,7 +18,7 @@ from tunedeck.core.config import ExportConfig
 from tunedeck.core.errors import RunError, TunedeckError
 from tunedeck.core.events import EventWriter, ExportFinished, Log
 from tunedeck.core.export.layout import ExportLayout, resolve_adapter
-from tunedeck.core.runs import RunDir, pid_alive
+from tunedeck.core.runs import RunDir, pid_alive, signal_worker
 
 
 def read_export_status(layout: ExportLayout) -> dict[str, Any]:
@@ -68,14 +68,7 @@ def start_export(run: RunDir, options: ExportConfig) -> subprocess.Popen:
 
 
 def stop_export(layout: ExportLayout, now: bool = False) -> bool:
-    pid = read_export_status(layout).get("pid")
-    if not pid or not pid_alive(int(pid)):
-        return False
-    try:
-        os.killpg(int(pid), signal.SIGKILL if now else signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    return True
+    return signal_worker(read_export_status(layout).get("pid"), now)
 
 
 def run_export_job(run_path: Path) -> int:
