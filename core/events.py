@@ -64,6 +64,8 @@ class Eval(Event):
 
 @dataclass(slots=True)
 class Gpu(Event):
+    """One GPU's reading, plus host RAM. index -1 (name "host") carries host RAM only: no GPU could be read."""
+
     type: ClassVar[str] = "gpu"
     index: int
     name: str
