@@ -1,0 +1,1 @@
+"""Dataset inspection: lint findings, token-length statistics and previews, before any GPU time is spent."""

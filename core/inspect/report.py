@@ -1,0 +1,94 @@
+"""What an inspection found: the summary, per-sample token lengths and the findings, each tied to its row."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["error", "warning", "info"]
+
+# Finding kinds, stable strings (the CLI's --json output and the TUI's filters use them).
+KINDS = (
+    "schema",            # a row that is not a valid sample of its format (bad JSON, missing field, wrong type)
+    "empty_turn",        # an empty or whitespace-only message
+    "role_order",        # roles out of order (two users in a row, starts with assistant, no assistant at all, ...)
+    "truncated",         # longer than the cutoff after the chat template: the tail is cut away
+    "assistant_lost",    # so long that every assistant (trained) token falls past the cutoff: nothing is learned
+    "duplicate",         # the same sample as an earlier row
+    "near_duplicate",    # nearly the same sample as an earlier row (MinHash LSH)
+    "conflict",          # the same prompt as an earlier row with a different answer
+    "encoding",          # mojibake (double-encoded UTF-8 and the like); ftfy's repair is in `fix`
+    "pii",               # an email, phone number, IP address or ID-card number
+    "json_invalid",      # an assistant answer that must be JSON but does not parse
+)
+
+
+@dataclass(slots=True)
+class Finding:
+    """One problem on one row. `row` is the 0-based row index; `line` the 1-based file line where there is one."""
+
+    kind: str
+    severity: Severity
+    row: int
+    line: int | None
+    message: str
+    fix: str | None = None           # what to do, or the repaired text for encoding findings
+    other_row: int | None = None     # the earlier row a duplicate / conflict refers to
+
+    def where(self, source: str) -> str:
+        return f"{source}:{self.line}" if self.line else f"{source} row {self.row}"
+
+
+@dataclass(slots=True)
+class LengthStats:
+    """Token lengths of every sample as the run will see it: real tokenizer, the run's chat template."""
+
+    lengths: list[int]               # per sample, in sample order, before truncation
+    trained: list[int]               # assistant (trained) tokens per sample that survive the cutoff
+    cutoff: int
+    over_cutoff: int                 # samples longer than the cutoff
+    assistant_lost: int              # samples whose every assistant token falls past the cutoff
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.lengths)
+        if not ordered:
+            return {"count": 0, "cutoff": self.cutoff, "over_cutoff": 0, "assistant_lost": 0}
+
+        def pct(p: float) -> int:
+            return ordered[min(len(ordered) - 1, int(p * (len(ordered) - 1) + 0.5))]
+
+        return {"count": len(ordered), "min": ordered[0], "mean": round(sum(ordered) / len(ordered), 1),
+                "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": ordered[-1], "total": sum(ordered),
+                "cutoff": self.cutoff, "over_cutoff": self.over_cutoff, "assistant_lost": self.assistant_lost}
+
+
+@dataclass
+class InspectReport:
+    """Everything `tunedeck data inspect` prints and the inspection screen shows."""
+
+    source: str                      # the file or folder inspected
+    format: str                      # alpaca | sharegpt | openai | text | markdown
+    rows: int                        # rows read from the file (samples for text corpora)
+    samples: int                     # rows that became a trainable conversation
+    template: str                    # the chat template the lengths were measured with
+    lengths: LengthStats | None
+    findings: list[Finding] = field(default_factory=list)
+    roles: dict[str, int] = field(default_factory=dict)   # message count per role
+
+    def counts(self) -> dict[str, int]:
+        """Findings per kind, in KINDS order, kinds with no finding left out."""
+        out: dict[str, int] = {}
+        for kind in KINDS:
+            n = sum(1 for f in self.findings if f.kind == kind)
+            if n:
+                out[kind] = n
+        return out
+
+    def for_row(self, row: int) -> list[Finding]:
+        return [f for f in self.findings if f.row == row]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "format": self.format, "rows": self.rows, "samples": self.samples,
+                "template": self.template, "roles": self.roles,
+                "lengths": self.lengths.summary() if self.lengths else None,
+                "counts": self.counts(), "findings": [asdict(f) for f in self.findings]}
