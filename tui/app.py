@@ -10,6 +10,7 @@ from textual.binding import Binding
 
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.runs import find_run
+from tunedeck.tui.inspector import CommandFactory
 from tunedeck.tui.launcher import Launcher, WorkerLauncher
 from tunedeck.tui.screens.runs import RunsScreen
 
@@ -23,13 +24,15 @@ class TunedeckApp(App[None]):
     BINDINGS = [Binding("q", "quit", "Quit")]
 
     def __init__(self, runs_root: Path, preset: str | None = None, attach: str | None = None,
-                 launcher: Launcher | None = None, export_launcher: ExportLauncher | None = None):
+                 launcher: Launcher | None = None, export_launcher: ExportLauncher | None = None,
+                 inspect_command: CommandFactory | None = None):
         super().__init__()
         self.runs_root = Path(runs_root)
         self.preset = preset
         self.attach_to = attach
         self.launcher = launcher or WorkerLauncher(self.runs_root)
         self.export_launcher = export_launcher
+        self.inspect_command = inspect_command  # the dataset inspection worker's command line (tests replay one)
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.runs_root))
