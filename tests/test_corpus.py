@@ -167,3 +167,17 @@ def test_corpus_settings_are_validated(tmp_path: Path):
     (tmp_path / "only-front-matter.md").write_text("---\ntitle: x\n---\n<!-- nothing -->\n", encoding="utf-8")
     with pytest.raises(DataError, match="no text after cleaning"):
         load_data(DataConfig(path=str(tmp_path / "only-front-matter.md")))
+
+
+def test_a_corpus_prepares_as_training_data(corpus_dir: Path, tokenizer, tmp_path: Path):
+    from tunedeck.core.config_files import load_config
+    from tunedeck.core.data.training_set import prepare_data
+    from tunedeck.core.events import EventWriter, read_events
+
+    config = load_config(preset="cpu-demo", overrides=[f"data.path={corpus_dir}", "data.cutoff_len=1024",
+                                                       "train.cache_tokenized=false"])
+    prepared = prepare_data(config, tokenizer, EventWriter(tmp_path / "events.jsonl"))
+    assert len(prepared.train) + len(prepared.val) == len(load_data(config.data, tokenizer).conversations)
+    assert all(row["labels"] == row["input_ids"] for row in prepared.train)  # pretraining: every token trained
+    messages = [e.message for e in read_events(tmp_path / "events.jsonl")]
+    assert any(m.startswith(f"markdown data from {corpus_dir}:") for m in messages)
