@@ -89,7 +89,16 @@ def styles_of(app, style: str) -> str:
                    if str(span.style) == style and span.start >= body)
 
 
+def settled(app) -> bool:
+    """The inspection screen has its report, or has said why not."""
+    screen = app.screen
+    if not isinstance(screen, DataScreen) or not screen.query("#data-status"):
+        return False
+    return screen.report is not None or screen.query_one("#data-status", Static).has_class("error-text")
+
+
 async def open_screen(app, pilot, dataset: Path, command) -> DataScreen:
+    await pilot.pause()
     app.push_screen(DataScreen(InspectRequest(str(dataset), cutoff=CUTOFF), command))
     assert await wait_for(pilot, lambda: isinstance(app.screen, DataScreen) and app.screen.report is not None)
     return app.screen
@@ -159,6 +168,7 @@ async def test_a_dying_worker_is_a_readable_notification(tmp_path, dataset):
 
     app = TunedeckApp(runs_root=tmp_path)
     async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
         app.push_screen(DataScreen(InspectRequest(str(dataset)), dies))
         assert await wait_for(pilot, lambda: any("exit 3" in n.message for n in app._notifications))
         [note] = [n for n in app._notifications if "exit 3" in n.message]
@@ -197,10 +207,11 @@ def test_the_worker_reports_an_unreadable_dataset_as_one_line(tmp_path):
 async def test_the_real_worker_end_to_end(tmp_path, dataset, builtin_model_dir):
     app = TunedeckApp(runs_root=tmp_path)
     async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
         app.push_screen(DataScreen(InspectRequest(str(dataset), cutoff=CUTOFF)))
-        assert await wait_for(pilot, lambda: isinstance(app.screen, DataScreen) and app.screen.report is not None,
-                              timeout_s=180)
+        assert await wait_for(pilot, lambda: settled(app), timeout_s=180)
         screen = app.screen
+        assert screen.report is not None, screen.query_one("#data-status", Static).content
         summary = str(screen.query_one("#data-summary", Static).content)
         assert "samples 5" in summary
         assert screen.query_one(LengthHistogram).plt is not None
@@ -211,3 +222,31 @@ async def test_the_real_worker_end_to_end(tmp_path, dataset, builtin_model_dir):
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: shown(app).startswith("row 4 "), timeout_s=60)
         assert "river." in styles_of(app, PAST_CUTOFF)
+
+
+@pytest.mark.slow
+async def test_a_markdown_folder_through_the_real_worker(tmp_path):
+    """Corpora are measured by the worker itself (chunk samples as training encodes them), engine or not."""
+    words = "Each morning the ferry crosses the bay, and the same gulls follow it to the far pier."
+    for name in ("one.md", "two.md"):
+        body = "\n\n".join(f"## Part {i}\n\n" + " ".join([words] * (4 + i % 5)) for i in range(12))
+        (tmp_path / name).write_text(f"---\ntitle: {name}\n---\n\n{body}\n", encoding="utf-8")
+    request = InspectRequest(str(tmp_path), cutoff=300, corpus_mode="style_sft", chunk_tokens=(150, 400))
+    app = TunedeckApp(runs_root=tmp_path / "runs")
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        app.push_screen(DataScreen(request))
+        assert await wait_for(pilot, lambda: settled(app), timeout_s=180)
+        screen = app.screen
+        assert screen.report is not None, screen.query_one("#data-status", Static).content
+        summary = str(screen.query_one("#data-summary", Static).content)
+        assert "format    markdown" in summary and f"samples {screen.report['samples']}" in summary
+        truncated = [i for i, f in enumerate(screen.findings) if f["kind"] == "truncated"]
+        assert truncated and "one.md:" in screen.findings[truncated[0]]["message"]
+        table = screen.query_one(DataTable)
+        table.move_cursor(row=table.get_row_index(str(truncated[0])))
+        row = screen.findings[truncated[0]]["row"]
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: shown(app).startswith(f"row {row} · one.md:"), timeout_s=60)
+        assert "task continue" in shown(app) or "task expand" in shown(app)
+        assert "ferry crosses the bay" in styles_of(app, TRAINED) and styles_of(app, PAST_CUTOFF)

@@ -66,16 +66,18 @@ def _split_for_continue(chunk: Chunk) -> tuple[str, str] | None:
     return head, "".join(j + s for s, j in pieces[k:]).lstrip()
 
 
-def outline(chunk: Chunk, max_items: int = 8) -> str:
-    """An extractive outline: headings as they are, and the first sentence of each other paragraph."""
+def outline(chunk: Chunk, max_items: int = 8, max_words: int = 25) -> str:
+    """An extractive outline: headings as they are, and the opening of each other paragraph (its first sentence
+    on its first line, at most max_words words); code blocks left out."""
     items: list[str] = []
     for part in chunk.parts:
-        first_line = part.split("\n", 1)[0]
-        if first_line.lstrip().startswith("#"):
-            items.append(first_line.strip())
+        first_line = part.split("\n", 1)[0].strip()
+        if first_line.startswith("#"):
+            items.append(first_line)
         elif not part.startswith(("```", "~~~")):
-            pieces = sentences(part)
-            items.append("- " + (pieces[0][0] if pieces else part).strip().replace("\n", " "))
+            pieces = sentences(first_line)
+            words = (pieces[0][0] if pieces else first_line).split()
+            items.append("- " + " ".join(words[:max_words]) + (" …" if len(words) > max_words else ""))
     return "\n".join(items[:max_items])
 
 

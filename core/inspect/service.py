@@ -47,6 +47,7 @@ class Rows:
     """What a row request can be answered from: conversations by row, raw rows that failed, and the source."""
 
     source: str
+    corpus: str | None = None  # markdown | text for corpora, whose rows are chunk samples
     conversations: dict[int, Conversation] = field(default_factory=dict)
     raw: dict[int, tuple[Any, str]] = field(default_factory=dict)  # row -> (data, why it is not a conversation)
 
@@ -98,7 +99,7 @@ def load_rows(cfg: DataConfig, tokenizer: Any) -> Rows:
     else:
         path = resolve_data_path(cfg.path)
     corpus = corpus_format(path, cfg.format) if mapping is None else None
-    rows = Rows(str(path))
+    rows = Rows(str(path), corpus)
     if corpus:
         rows.conversations = {c.row: c for c in load_corpus(path, corpus, cfg, tokenizer)}
         return rows
@@ -158,11 +159,20 @@ def serve(args: argparse.Namespace, out: Output, requests: IO[str]) -> int:
     out.progress("reading the rows")
     cfg = data_config(args)
     rows = load_rows(cfg, tokenizer)
-    from tunedeck.core.inspect.inspect import inspect_dataset
 
-    report = inspect_dataset(Path(cfg.path), fmt=args.format, dataset_info=args.dataset_info, name=args.name,
-                             template=args.template, cutoff=args.cutoff, tokenizer=tokenizer,
-                             progress=lambda done, total: out.progress("measuring", done, total))
+    def measuring(done: int, total: int) -> None:
+        out.progress("measuring", done, total)
+
+    if rows.corpus:
+        from tunedeck.core.inspect.corpus_report import corpus_report
+
+        samples = [rows.conversations[row] for row in sorted(rows.conversations)]
+        report = corpus_report(rows.source, rows.corpus, args.template, samples, tokenizer, args.cutoff, measuring)
+    else:
+        from tunedeck.core.inspect.inspect import inspect_dataset
+
+        report = inspect_dataset(rows.source, fmt=args.format, dataset_info=args.dataset_info, name=args.name,
+                                 template=args.template, cutoff=args.cutoff, tokenizer=tokenizer, progress=measuring)
     lengths = report.lengths
     out.send({"type": "report", "report": report.to_json(),
               "lengths": lengths.lengths if lengths else [], "trained": lengths.trained if lengths else []})
@@ -193,5 +203,7 @@ def main(argv: list[str]) -> int:
 
         traceback.print_exc(file=sys.stderr)
         error = classify(exc)
-        out.send({"type": "error", "message": error.message, "hint": "; ".join(error.hints)})
+        hint = "; ".join(error.hints) if error.kind != "crash" else (
+            f"the traceback is on stderr: python -m tunedeck.core.worker inspect {args.path}")
+        out.send({"type": "error", "message": error.message, "hint": hint})
         return 2
