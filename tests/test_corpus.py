@@ -76,6 +76,12 @@ def test_cleaning_keeps_prose_and_headings_and_drops_markup():
     assert "\n\n\n" not in cleaned
 
 
+def test_inline_code_and_placeholders_are_text_not_markup():
+    text = "Runs live in `runs/<run-id>/`, named <name>; see `[x](y)` and `a &amp; b`.\n<script>x()\n</script>\nend"
+    [para] = paragraphs(text)
+    assert para.text == "Runs live in `runs/<run-id>/`, named <name>; see `[x](y)` and `a &amp; b`.\nend"
+
+
 def test_plain_text_only_has_its_whitespace_normalized():
     paras = paragraphs("A  <b>tag</b> [kept](x)\r\n\r\n\r\nnext\tline\n", markdown=False)
     assert [(p.text, p.line) for p in paras] == [("A <b>tag</b> [kept](x)", 1), ("next line", 4)]

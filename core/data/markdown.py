@@ -14,7 +14,15 @@ _LINK = re.compile(r"\[([^\]]+)\](?:\((?:[^()]|\([^)]*\))*\)|\[[^\]]*\])")
 _AUTOLINK = re.compile(r"<((?:https?|mailto|ftp):[^>\s]+)>")
 _REFERENCE_DEF = re.compile(r"^[ ]{0,3}\[[^\]]+\]:\s*\S+.*$")
 _BREAK_TAG = re.compile(r"<br\s*/?>", re.I)
-_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+_HTML_TAGS = ("a abbr address article aside audio b bdi bdo big blockquote body br button caption center cite code col "
+              "colgroup dd del details dfn div dl dt em embed figcaption figure font footer form h1 h2 h3 h4 h5 h6 "
+              "head header hr html i iframe img input ins kbd label li main mark meta nav object ol p picture pre q "
+              "s samp section small source span strike strong sub summary sup table tbody td tfoot th thead time "
+              "tr tt u ul var video wbr").split()
+# Only real HTML tags: placeholders such as <run-id> or <name> are text.
+_TAG = re.compile(r"</?(?:" + "|".join(_HTML_TAGS) + r")(?:\s[^<>]*)?/?>", re.I)
+_SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.S | re.I)
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _SPACE_BEFORE_STOP = re.compile(r" +([.,;:!?])(?=\s|$)")  # left behind where an image was removed
 
@@ -42,12 +50,20 @@ def clean_inline(text: str, markdown: bool = True) -> str:
     """One block without markup noise: images dropped, links reduced to their text, HTML tags removed."""
     text = text.replace("\x00", "")
     if markdown:
+        spans: list[str] = []  # inline code is kept verbatim: held aside while the markup is removed
+
+        def hold(match: re.Match[str]) -> str:
+            spans.append(match.group(0))
+            return f"\x01{len(spans) - 1}\x01"
+
+        text = _CODE_SPAN.sub(hold, text)
         text = _IMAGE.sub("", text)
         text = _LINK.sub(r"\1", text)
         text = _AUTOLINK.sub(r"\1", text)
         text = _BREAK_TAG.sub("\n", text)
         text = _TAG.sub("", text)
         text = html.unescape(text)
+        text = re.sub("\x01(\\d+)\x01", lambda m: spans[int(m.group(1))], text)
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     if markdown:
         lines = [_SPACE_BEFORE_STOP.sub(r"\1", line) for line in lines if line and not _REFERENCE_DEF.match(line)]
@@ -94,6 +110,7 @@ def paragraphs(text: str, markdown: bool = True) -> list[Paragraph]:
     if markdown:
         text = _FRONT_MATTER.sub(_blank_out, text, count=1)
         text = _HTML_COMMENT.sub(_hold_lines, text)
+        text = _SCRIPT_STYLE.sub(_hold_lines, text)
     out: list[Paragraph] = []
     for lines, line, is_code in _blocks(text):
         cleaned = "\n".join(lines).strip("\n") if is_code and markdown else clean_inline("\n".join(lines), markdown)
