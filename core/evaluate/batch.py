@@ -31,7 +31,7 @@ def run_evaluation(run: RunDir, request: EvalRequest, emit: Emit, cancel: thread
     source, rows = load_held_out(config, request.data, request.max_rows)
     phases = ["loss", "generate"] + (["base_loss", "base_generate"] if request.compare_base else [])
     emit(EvalStarted(run_id=run.run_id, source=source, rows=len(rows), phases=phases, adapter=str(adapter)))
-    emit(Log(level="info", message=f"evaluating {checkpoint} on {len(rows)} held-out rows from {source}"))
+    emit(Log(level="info", message=f"adapter: {checkpoint} ({adapter})"))
     model, tokenizer, precision = load_model(config, adapter)
     emit(Log(level="info", message=f"model loaded ({precision}, {model.device})"))
     samples = [encode_conversation(tokenizer, row.conversation, config.data.cutoff_len) for row in rows]
@@ -82,6 +82,9 @@ def load_model(config: Any, adapter: Path) -> tuple[Any, Any, str]:
     from tunedeck.core.models import load_causal_lm, load_tokenizer, resolve_model_path
     from tunedeck.core.templates import TEMPLATES
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     hardware = detect_hardware()
     precision = resolve_precision(config.train.precision, hardware)
     if hardware["accelerator"] == "cpu":

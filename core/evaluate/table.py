@@ -70,6 +70,9 @@ def verdict(metrics: dict[str, Any]) -> str | None:
         a, b = tuned.get(key), base.get(key)
         if a is None or b is None:
             continue
+        if a == b:
+            wins.append(f"{key}: even ({a:.4f})")
+            continue
         better = a < b if key in BETTER_LOWER else a > b
         wins.append(f"{key}: {'fine-tuned' if better else 'base'} better ({a:.4f} vs {b:.4f})")
     return "; ".join(wins) or None
