@@ -5,16 +5,17 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tunedeck.core.config_files import load_config
-from tunedeck.core.events import EvalFinished, EvalProgress, EvalStarted, read_events
 from tunedeck.core.evaluate.heldout import load_held_out
 from tunedeck.core.evaluate.job import start_eval
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
+from tunedeck.core.events import EvalFinished, EvalProgress, EvalStarted, read_events
 from tunedeck.core.runs import RunDir, create_run
 
 TRAIN = [{"instruction": f"What is {a} plus {a}?", "input": "", "output": f"{a} plus {a} is {2 * a}."}
@@ -144,7 +145,8 @@ def test_cli_prints_a_table_side_by_side_and_refuses_bad_input_in_one_line(tiny_
     assert "evaluating 3 rows" in result.stderr and "generate: 3/3 rows" in result.stderr
     lines = result.stdout.splitlines()
     assert lines[1].split() == ["metric", "fine-tuned", "base"]
-    table = {line[:24].strip(): line[24:].split() for line in lines[2:] if line[:1] != " " and "predictions" not in line}
+    cells = [re.split(r"\s{2,}", line.strip()) for line in lines[2:]]
+    table = {row[0]: row[1:] for row in cells if len(row) == 3}
     assert {"eval loss", "perplexity", "ROUGE-L F1", "exact match", "JSON valid"} <= table.keys()
     metrics = json.loads(EvalLayout.for_run(tiny_run).metrics.read_text(encoding="utf-8"))
     assert metrics["rows"] == 3 and table["eval loss"] == [f"{metrics['finetuned']['eval_loss']:.4f}",

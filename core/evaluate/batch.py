@@ -77,12 +77,11 @@ def load_model(config: Any, adapter: Path) -> tuple[Any, Any, str]:
     """The base model with the run's adapter on top (PEFT), its training tokenizer, and the precision used."""
     import torch
     from peft import PeftModel
+    from transformers.utils import logging as hf_logging
 
     from tunedeck.core.hardware import detect_hardware, resolve_precision
     from tunedeck.core.models import load_causal_lm, load_tokenizer, resolve_model_path
     from tunedeck.core.templates import TEMPLATES
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hardware = detect_hardware()
