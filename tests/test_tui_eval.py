@@ -151,3 +151,34 @@ async def test_v_on_the_runs_list_opens_the_evaluation_of_the_selected_run(tmp_p
         assert launcher.started[0][0] == (tmp_path / "run-1").resolve()
         await pilot.press("escape")
         assert not isinstance(app.screen, EvalScreen)
+
+
+def test_the_eval_screen_and_its_real_launcher_load_no_ml_library(tmp_path: Path):
+    from tests.test_import_hygiene import HEAVY, loaded_after
+
+    loaded = loaded_after(f"""
+        import asyncio
+        from pathlib import Path
+        from textual.app import App
+        from tunedeck.tui.screens.eval import EvalScreen, WorkerEvalLauncher
+        import tunedeck.core.commands.eval, tunedeck.core.evaluate.job, tunedeck.core.evaluate.metrics
+
+        class Host(App):
+            def on_mount(self):
+                self.push_screen(EvalScreen(run, WorkerEvalLauncher()))
+
+        async def main():
+            app = Host()
+            async with app.run_test() as pilot:
+                for _ in range(100):  # the real launcher refuses: the run has no adapter
+                    await pilot.pause(0.05)
+                    if app._notifications:
+                        break
+                assert any("no trained adapter" in n.message for n in app._notifications), app._notifications
+
+        run = Path({str(tmp_path)!r}) / "run-1"
+        run.mkdir()
+        (run / "config.yaml").write_text("{{}}")
+        asyncio.run(main())
+    """)
+    assert "textual" in loaded and not loaded & set(HEAVY), loaded
