@@ -60,7 +60,7 @@ class RunsScreen(Screen[None]):
         yield Static(f"Runs in {self.runs_root}", id="runs-title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="runs-empty")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
