@@ -182,3 +182,18 @@ def test_the_eval_screen_and_its_real_launcher_load_no_ml_library(tmp_path: Path
         asyncio.run(main())
     """)
     assert "textual" in loaded and not loaded & set(HEAVY), loaded
+
+
+async def test_an_evaluation_already_running_is_followed_not_started_again(tmp_path: Path):
+    import os
+
+    run_dir = make_run(tmp_path, "run-1", status="completed")
+    recorded = RecordedEvalLauncher(finish=False)
+    recorded.start(run_dir, EvalRequest(compare_base=False))  # as if `tunedeck eval` were running it
+    EvalLayout(run_dir / "eval").update_status(status="running", pid=os.getpid())
+    launcher = RecordedEvalLauncher()
+    screen = EvalScreen(run_dir, launcher)
+    app = Host(screen)
+    async with app.run_test(size=(150, 45)) as pilot:
+        assert await wait_for(pilot, lambda: "[2/2] generate: 1/2 rows" in screen_text(app))
+        assert launcher.started == []

@@ -92,6 +92,10 @@ class EvalScreen(Screen[None]):
             self.query_one(table, DataTable).clear()
         self.query_one("#eval-verdict", Static).update("")
         self.query_one("#eval-bar", ProgressBar).update(total=None, progress=0)
+        if self.eval_layout.running():  # started earlier (from here or `tunedeck eval`): follow it
+            self.status("an evaluation of this run is running: following it")
+            self.follow()
+            return
         base = "with the base model side by side" if self.compare_base else "fine-tuned only"
         self.status(f"starting the evaluation ({base})")
         self.launch(EvalRequest(compare_base=self.compare_base))
