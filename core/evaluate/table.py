@@ -66,13 +66,13 @@ def verdict(metrics: dict[str, Any]) -> str | None:
     if not base:
         return None
     wins = []
-    for key in ("eval_loss", "rougeL"):
+    for key, how in (("eval_loss", "num4"), ("rougeL", "x100")):
         a, b = tuned.get(key), base.get(key)
         if a is None or b is None:
             continue
         if a == b:
-            wins.append(f"{key}: even ({a:.4f})")
+            wins.append(f"{key}: even ({_show(a, how)})")
             continue
         better = a < b if key in BETTER_LOWER else a > b
-        wins.append(f"{key}: {'fine-tuned' if better else 'base'} better ({a:.4f} vs {b:.4f})")
+        wins.append(f"{key}: {'fine-tuned' if better else 'base'} better ({_show(a, how)} vs {_show(b, how)})")
     return "; ".join(wins) or None
