@@ -1,0 +1,117 @@
+"""The measured probe: two optimizer steps on the longest batch with the run's real setup; peak memory out.
+
+Runs inside `python -m tunedeck.core.worker probe DIR` (DIR holds config.yaml). On GPUs the peak is
+torch.cuda.max_memory_allocated per device; on a CPU it is the process's peak resident memory while training
+(VmHWM, reset after the model is loaded) less its resident memory before the model was loaded.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tunedeck.core.config import Config
+from tunedeck.core.runs import RunDir
+
+PROBE_STEPS = 2
+
+
+def _rss(field: str = "VmRSS") -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_host_peak() -> bool:
+    """Linux: writing 5 to clear_refs resets VmHWM to the current resident size."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def probe_config(config: Config) -> Config:
+    """The run's config with only what the probe changes: two steps, no evaluation, no checkpoints."""
+    data = config.model_dump()
+    data["train"].update(max_steps=PROBE_STEPS, eval_strategy="no", save_strategy="no", load_best_at_end=False,
+                         early_stopping_patience=None, sample_prompts=[], logging_steps=1)
+    return Config.model_validate(data)
+
+
+def longest_batch(prepared: Any, batch: int, accumulation: int) -> tuple[Any, int]:
+    """A dataset of the longest training sample, repeated for PROBE_STEPS optimizer steps; and its length."""
+    from datasets import Dataset
+
+    lengths = [len(ids) for ids in prepared.train["input_ids"]]
+    index = max(range(len(lengths)), key=lengths.__getitem__)
+    row = prepared.train[index]
+    count = batch * accumulation * PROBE_STEPS
+    return Dataset.from_dict({key: [row[key]] * count for key in prepared.train.column_names}), lengths[index]
+
+
+def run_probe(folder: Path) -> dict[str, Any]:
+    """Train PROBE_STEPS steps on the longest batch; the measured peaks, as a JSON-ready dict."""
+    import torch
+
+    from tunedeck.core.data.cache import TokenizedData
+    from tunedeck.core.data.training_set import prepare_data
+    from tunedeck.core.events import EventWriter
+    from tunedeck.core.hardware import detect_hardware, resolve_precision
+    from tunedeck.core.models import load_tokenizer, resolve_model_path
+    from tunedeck.core.train import _build_trainer, _configure_threads, _load_model
+
+    run = RunDir(folder)
+    config = probe_config(run.load_config())
+    events = EventWriter(run.events_path)
+    hardware = detect_hardware()
+    precision = resolve_precision(config.train.precision, hardware)
+    _configure_threads(config, hardware)
+    model_path = resolve_model_path(config.model.name_or_path)
+    tokenizer = load_tokenizer(model_path, config.model.trust_remote_code)
+    prepared = prepare_data(config, tokenizer, events)
+    t = config.train
+    dataset, length = longest_batch(prepared, t.batch_size, t.gradient_accumulation_steps)
+    gc.collect()
+    on_gpu = hardware["accelerator"] != "cpu"
+    before_model = _rss()
+    model = _load_model(config, model_path, precision)
+    probe_data = TokenizedData(dataset, dataset.select([]), [], prepared.key)
+    trainer = _build_trainer(config, run, model, tokenizer, probe_data, precision, hardware, events,
+                             threading.Event())
+    gc.collect()
+    if on_gpu:
+        for index in range(torch.cuda.device_count()):
+            torch.cuda.reset_peak_memory_stats(index)
+    reset = _reset_host_peak()
+    before_train = _rss()
+    started = time.perf_counter()
+    trainer.train()
+    result: dict[str, Any] = {
+        "accelerator": hardware["accelerator"], "precision": precision, "longest_sample": length,
+        "batch_size": t.batch_size, "steps": trainer.state.global_step,
+        "seconds": round(time.perf_counter() - started, 2), "rss_before_model": before_model,
+        "rss_before_train": before_train,
+    }
+    if on_gpu:
+        result["peak_allocated"] = [int(torch.cuda.max_memory_allocated(i)) for i in range(torch.cuda.device_count())]
+        result["peak_reserved"] = [int(torch.cuda.max_memory_reserved(i)) for i in range(torch.cuda.device_count())]
+    else:
+        peak = _rss("VmHWM")
+        result["host_peak_rss"] = peak
+        result["peak_allocated"] = [max(0, peak - before_model)]
+        result["peak_reset"] = reset
+    return result
+
+
+def probe_main(folder: Path, out: Any) -> int:
+    """Worker entry: run the probe and write its result as one JSON line to the machine stdout."""
+    result = run_probe(folder)
+    out.write(json.dumps(result) + "\n")
+    out.flush()
+    return 0
