@@ -146,7 +146,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def _probe_lines(probe: dict[str, Any]) -> list[str]:
-    what = "peak host RSS while training, less RSS before loading the model" if probe["accelerator"] == "cpu" \
+    what = "model tensors + peak of torch's CPU allocator" if probe["accelerator"] == "cpu" \
         else "torch.cuda.max_memory_allocated"
     lines = [f"probe: {probe['steps']} optimizer steps on the longest batch ({probe['batch_size']} x "
              f"{probe['longest_sample']} tokens) in {probe['seconds']:.1f} s; measured {what}:"]
@@ -154,4 +154,7 @@ def _probe_lines(probe: dict[str, Any]) -> list[str]:
         label = "host" if probe["accelerator"] == "cpu" else f"GPU {index}"
         lines.append(f"  {label}: measured {peak / GIB:.2f} GiB vs estimated {probe['estimated_allocated'] / GIB:.2f} "
                      f"GiB (measured / estimated = {ratio})")
+    if probe.get("host_peak_rss_growth"):
+        lines.append(f"  host peak RSS grew by {probe['host_peak_rss_growth'] / GIB:.2f} GiB over the process before "
+                     "the model was loaded (includes freed memory glibc keeps, and Python's own heap)")
     return lines

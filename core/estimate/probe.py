@@ -1,8 +1,10 @@
 """The measured probe: two optimizer steps on the longest batch with the run's real setup; peak memory out.
 
 Runs inside `python -m tunedeck.core.worker probe DIR` (DIR holds config.yaml). On GPUs the peak is
-torch.cuda.max_memory_allocated per device; on a CPU it is the process's peak resident memory while training
-(VmHWM, reset after the model is loaded) less its resident memory before the model was loaded.
+torch.cuda.max_memory_allocated per device. On a CPU there is no such counter: the peak is the model's
+tensors plus the highest running total of torch's CPU allocator while training (the profiler's allocation
+records); the process's peak resident memory (VmHWM) less its resident memory before the model was loaded is
+reported too, and is higher: glibc keeps freed blocks and the Python heap grows.
 """
 
 from __future__ import annotations
@@ -34,6 +36,31 @@ def _reset_host_peak() -> bool:
         return True
     except OSError:
         return False
+
+
+def _tensor_bytes(model: Any) -> int:
+    """Bytes of the model's parameters and buffers, each storage once (tied weights share one)."""
+    seen: dict[int, int] = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
+
+
+def _cpu_allocator_peak(train: Any) -> int:
+    """Run train() under the profiler; the highest total of CPU allocator bytes allocated while it ran."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        train()
+    peak, stack = 0, list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        fields = node.extra_fields
+        if type(fields).__name__ == "_ExtraFields_Allocation" and str(fields.device) == "cpu":
+            peak = max(peak, int(fields.total_allocated))
+        stack.extend(node.children)
+    return peak
 
 
 def probe_config(config: Config) -> Config:
@@ -91,7 +118,10 @@ def run_probe(folder: Path) -> dict[str, Any]:
     reset = _reset_host_peak()
     before_train = _rss()
     started = time.perf_counter()
-    trainer.train()
+    if on_gpu:
+        trainer.train()
+    else:
+        cpu_peak = _tensor_bytes(model) + _cpu_allocator_peak(trainer.train)
     result: dict[str, Any] = {
         "accelerator": hardware["accelerator"], "precision": precision, "longest_sample": length,
         "batch_size": t.batch_size, "steps": trainer.state.global_step,
@@ -104,8 +134,8 @@ def run_probe(folder: Path) -> dict[str, Any]:
     else:
         peak = _rss("VmHWM")
         result["host_peak_rss"] = peak
-        result["peak_allocated"] = [max(0, peak - before_model)]
-        result["peak_reset"] = reset
+        result["host_peak_rss_growth"] = max(0, peak - before_model) if reset else None
+        result["peak_allocated"] = [cpu_peak]
     return result
 
 
