@@ -58,7 +58,7 @@ def memory_now() -> dict[str, Any]:
         log.warning("could not read GPU memory: %s", exc)
     process = psutil.Process()
     info["host_rss"] = int(process.memory_info().rss)
-    info["host_peak_rss"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    info["host_peak_rss"] = max(info["host_rss"], int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024)
     info["host_total"] = int(psutil.virtual_memory().total)
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     if limit != resource.RLIM_INFINITY:

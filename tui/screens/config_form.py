@@ -86,19 +86,24 @@ class ConfigFormScreen(Screen[None]):
         from tunedeck.core.estimate.memory import estimate_peak_memory
         from tunedeck.core.estimate.verdict import suggestions, verdict
 
-        panel = self.query_one(EstimatePanel)
         try:
             config = build_from_form(self.preset, values)
             arch = resolve_architecture(config.model.name_or_path)
             if self._device is None:
                 self._device = choose_device(preset=self.preset)
         except TunedeckError as exc:
-            self.app.call_from_thread(panel.show_problem, exc.one_line())
+            self.app.call_from_thread(self._show_estimate_problem, exc.one_line())
             return
         estimate = estimate_peak_memory(config, arch, self._device)
         said = verdict(estimate)
         fixes = suggestions(config, arch, self._device) if said != "fits" else []
-        self.app.call_from_thread(panel.show, estimate, said, fixes, "cutoff bound")
+        self.app.call_from_thread(self._show_estimate, estimate, said, fixes)
+
+    def _show_estimate(self, estimate: Any, said: str, fixes: list[Any]) -> None:
+        self.query_one(EstimatePanel).show(estimate, said, fixes, "data.cutoff_len as the longest sample")
+
+    def _show_estimate_problem(self, message: str) -> None:
+        self.query_one(EstimatePanel).show_problem(message)
 
     def checked_config(self) -> Config | None:
         """The form as a Config, or None after telling the user what is refused and where."""

@@ -21,7 +21,8 @@ def estimate_text(estimate: Estimate, verdict: str, fixes: list[Suggestion], seq
     """Three lines: what the estimate is for, its terms in GiB, and the total with verdict and fix."""
     device = estimate.device
     zero = f"ZeRO-{estimate.zero_stage}" if estimate.zero_stage else "no ZeRO"
-    text = Text(f"Memory per GPU · {estimate.world_size} x {device.name} ({device.memory / GIB:.1f} GiB) · {zero} · "
+    where = "Memory on the host" if device.kind == "cpu" else "Memory per GPU"
+    text = Text(f"{where} · {estimate.world_size} x {device.name} ({device.memory / GIB:.1f} GiB) · {zero} · "
                 f"{estimate.precision} · batch {estimate.batch_size} x {estimate.seq_len} tokens ({seq_source})\n",
                 style="dim")
     for key, label in SHORT_TERMS:
