@@ -78,12 +78,18 @@ def build_report(config, arch, device, longest: int | None, source: str, probe: 
         found = suggestions(config, arch, device, seq_len=longest, longest=longest)
         report["suggestions"] = [{**s.to_dict(), "args": s.set_args()} for s in found]
     if probe is not None:
-        report["probe"] = probe_comparison(probe, estimate)
+        from tunedeck.core.estimate.probe import probe_config
+
+        single = estimate if estimate.world_size == 1 and not estimate.zero_stage else \
+            estimate_peak_memory(probe_config(config), arch, device, seq_len=longest)
+        report["probe"] = probe_comparison(probe, single)
     return report
 
 
 def probe_comparison(probe: dict[str, Any], estimate: Estimate) -> dict[str, Any]:
-    """The measured peaks next to the estimate of what the allocator holds (the context is not measured)."""
+    """The measured peaks next to the estimate of what the allocator holds (the context is not measured).
+
+    The probe runs one process on one GPU, so it is compared with the estimate for one GPU without ZeRO."""
     measured = probe["peak_allocated"]
     return {**probe, "estimated_allocated": estimate.allocated,
             "ratio": [round(m / estimate.allocated, 3) if estimate.allocated else None for m in measured]}
@@ -113,12 +119,13 @@ def format_report(report: dict[str, Any]) -> str:
     device = report["device"]
     per_gpu = report["per_gpu_bytes"]
     ckpt = "on" if report["gradient_checkpointing"] else "off"
+    where = f"on this host's CPU ({device['memory'] / GIB:.1f} GiB RAM)" if device["kind"] == "cpu" else \
+        f"per GPU on {report['world_size']} x {device['name']} ({device['memory'] / GIB:.1f} GiB)"
     lines = [
         f"memory estimate for {report['model']} · LoRA r={report['lora']['r']} "
         f"({report['trainable_params'] / 1e6:.1f}M trainable of {report['base_params'] / 1e9:.2f}B) · "
         f"{report['precision']}",
-        f"per GPU on {report['world_size']} x {device['name']} ({device['memory'] / GIB:.1f} GiB), "
-        f"ZeRO stage {report['zero_stage']}, batch {report['batch_size']} x {report['seq_len']} tokens "
+        f"{where}, ZeRO stage {report['zero_stage']}, batch {report['batch_size']} x {report['seq_len']} tokens "
         f"({report['seq_len_source']}), gradient checkpointing {ckpt}",
         "",
     ]

@@ -63,9 +63,15 @@ def _cpu_allocator_peak(train: Any) -> int:
     return peak
 
 
+SINGLE_PROCESS = {"num_gpus": 1, "num_nodes": 1, "hostfile": None, "deepspeed_stage": 0,
+                  "offload_optimizer": False, "offload_params": False}
+
+
 def probe_config(config: Config) -> Config:
-    """The run's config with only what the probe changes: two steps, no evaluation, no checkpoints."""
+    """The run's config with only what the probe changes: two steps, no evaluation, no checkpoints, and one
+    process (the probe measures one GPU without a launcher)."""
     data = config.model_dump()
+    data["distributed"].update(SINGLE_PROCESS)
     data["train"].update(max_steps=PROBE_STEPS, eval_strategy="no", save_strategy="no", load_best_at_end=False,
                          early_stopping_patience=None, sample_prompts=[], logging_steps=1)
     return Config.model_validate(data)
