@@ -133,7 +133,7 @@ def from_config_json(data: dict[str, Any], name: str) -> Architecture:
         raise ModelError(f"config.json lacks {exc} needed for the memory estimate", where=name) from None
 
 
-def _local_config(name_or_path: str) -> Path | None:
+def local_config_json(name_or_path: str) -> Path | None:
     """config.json of a local folder, of the builtin model's converted folder, or of a cached hub snapshot."""
     if name_or_path.startswith("builtin:"):
         from tunedeck.core.models import BUILTIN_MODELS, cache_dir
@@ -155,7 +155,7 @@ def _local_config(name_or_path: str) -> Path | None:
 
 def resolve_architecture(name_or_path: str) -> Architecture:
     """The model's shape: from its local config.json when there is one, else from the built-in table."""
-    config = _local_config(name_or_path)
+    config = local_config_json(name_or_path)
     if config is not None:
         try:
             data = json.loads(config.read_text(encoding="utf-8"))

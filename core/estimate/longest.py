@@ -15,9 +15,9 @@ def local_model_path(name_or_path: str) -> str | None:
     """A folder the tokenizer loads from without downloading or converting anything, else None."""
     from pathlib import Path
 
-    from tunedeck.core.estimate.architecture import _local_config
+    from tunedeck.core.estimate.architecture import local_config_json
 
-    config = _local_config(name_or_path)
+    config = local_config_json(name_or_path)
     return str(config.parent) if config is not None else (
         name_or_path if Path(name_or_path).expanduser().is_dir() else None)
 

@@ -146,6 +146,47 @@ def logits_bytes(arch: Architecture, config: Config, tokens: int, elem: int) -> 
     return tokens * arch.vocab_size * (elem + upcast + 4 + 4)
 
 
+def trainable_params(config: Config, arch: Architecture) -> int:
+    """Adapter parameters: LoRA's A and B, plus DoRA's magnitude vector (one per output feature)."""
+    trainable = arch.lora_params(config.lora.r, config.lora.target_modules)
+    if config.lora.use_dora:
+        trainable += arch.num_layers * sum(arch.linear_shape(m)[1] for m in lora_targets(config.lora.target_modules))
+    return trainable
+
+
+def parameter_terms(config: Config, arch: Architecture, elem: int, world: int) -> tuple[dict[str, float], int]:
+    """Weights, adapter, gradients and optimizer bytes on one GPU with ZeRO applied; and bytes offloaded to host.
+
+    PEFT keeps adapters in fp32 (autocast_adapter_dtype); DeepSpeed casts the module to 16-bit and keeps an
+    fp32 master copy in its optimizer partition. Stage >= 1 shards the optimizer, >= 2 the gradients, 3 every
+    parameter (the frozen base too, plus two gathered layers in use).
+    """
+    d, stage = config.distributed, config.distributed.deepspeed_stage
+    base = arch.total_params()
+    if config.model.quantization != "none":
+        linear = arch.linear_params()
+        weights = linear * QUANT_BYTES[config.model.quantization] + (base - linear) * elem
+    else:
+        weights = base * elem
+    trainable = trainable_params(config, arch)
+    param_bytes = elem if stage else 4
+    lora = grads = trainable * param_bytes
+    optimizer = trainable * (OPTIMIZER_STATE_BYTES[config.train.optim] + (4 if stage and elem < 4 else 0))
+    if stage >= 1:
+        optimizer /= world
+    if stage >= 2:
+        grads /= world
+    gathered = 2 * arch.layer_params() * elem
+    if stage == 3:
+        weights, lora = weights / world + gathered, lora / world
+    host = 0
+    if d.offload_optimizer:
+        host, optimizer = host + int(optimizer), 0
+    if d.offload_params:
+        host, weights = host + int(weights), gathered
+    return {"weights": weights, "lora": lora, "gradients": grads, "optimizer": optimizer}, host
+
+
 def estimate_peak_memory(config: Config, arch: Architecture, device: Device, seq_len: int | None = None,
                          world_size: int | None = None) -> Estimate:
     """Peak memory of one GPU for a run of `config` on `device`.
@@ -158,63 +199,28 @@ def estimate_peak_memory(config: Config, arch: Architecture, device: Device, seq
     """
     t, d = config.train, config.distributed
     world = world_size or d.num_gpus * d.num_nodes
-    stage = d.deepspeed_stage
     precision = compute_precision(t.precision, device)
     elem = 4 if precision == "fp32" else 2
-    mixed = elem < 4
     seq = min(seq_len or config.data.cutoff_len, config.data.cutoff_len)
     tokens = t.batch_size * seq
-    notes: list[str] = []
-
-    base = arch.total_params()
-    if config.model.quantization != "none":
-        linear = arch.linear_params()
-        weights = linear * QUANT_BYTES[config.model.quantization] + (base - linear) * elem
-    else:
-        weights = base * elem
-    trainable = arch.lora_params(config.lora.r, config.lora.target_modules)
-    if config.lora.use_dora:
-        trainable += arch.num_layers * sum(arch.linear_shape(m)[1] for m in lora_targets(config.lora.target_modules))
-
-    deepspeed = stage > 0
-    # PEFT keeps adapters in fp32 (autocast_adapter_dtype); DeepSpeed casts the module to 16-bit and keeps the
-    # fp32 master copy inside its optimizer partition.
-    param_bytes = elem if deepspeed else 4
-    lora = trainable * param_bytes
-    grads = trainable * param_bytes
-    optimizer = trainable * (OPTIMIZER_STATE_BYTES[t.optim] + (4 if deepspeed and mixed else 0))
-    if stage >= 1:
-        optimizer /= world
-    if stage >= 2:
-        grads /= world
-    if stage == 3:
-        gathered = 2 * arch.layer_params() * elem  # the layer in use and the prefetched next one
-        weights = weights / world + gathered
-        lora /= world
-        notes.append("ZeRO-3 shards the frozen base too; two gathered layers are counted")
-    host = 0
-    if d.offload_optimizer:
-        host += int(optimizer)
-        optimizer = 0
-    if d.offload_params:
-        host += int(weights)
-        weights = 2 * arch.layer_params() * elem
-
-    with_ckpt, without = activation_bytes(arch, config, tokens, seq, elem, mixed, device.fused_attention)
+    terms, host = parameter_terms(config, arch, elem, world)
+    with_ckpt, without = activation_bytes(arch, config, tokens, seq, elem, elem < 4, device.fused_attention)
+    terms["activations"] = with_ckpt if t.gradient_checkpointing else without
+    terms["logits"] = logits_bytes(arch, config, tokens, elem)
+    terms["overhead"] = FRAGMENTATION * (terms["activations"] + terms["logits"])
+    if device.kind != "cpu":
+        terms["overhead"] += CONTEXT_BYTES + (COLLECTIVE_BYTES if world > 1 else 0)
+    notes = []
     if not device.fused_attention:
         notes.append(f"no fused attention kernel on {device.name}: SDPA keeps the s x s scores")
-    activations = with_ckpt if t.gradient_checkpointing else without
-    logits = logits_bytes(arch, config, tokens, elem)
-    overhead = FRAGMENTATION * (activations + logits)
-    if device.kind != "cpu":
-        overhead += CONTEXT_BYTES + (COLLECTIVE_BYTES if world > 1 else 0)
-    if stage == 2 and config.model.quantization == "none":
+    if d.deepspeed_stage == 2:
         notes.append("ZeRO-2 shards optimizer states and gradients; the frozen base stays replicated")
-    breakdown = {"weights": weights, "lora": lora, "gradients": grads, "optimizer": optimizer,
-                 "activations": activations, "logits": logits, "overhead": overhead}
+    if d.deepspeed_stage == 3:
+        notes.append("ZeRO-3 shards the frozen base too; two gathered layers are counted")
     return Estimate(
-        breakdown={k: int(round(v)) for k, v in breakdown.items()}, device=device, precision=precision,
-        world_size=world, zero_stage=stage, batch_size=t.batch_size, seq_len=seq, trainable_params=trainable,
-        base_params=base, activations_with_checkpointing=with_ckpt, activations_without_checkpointing=without,
+        breakdown={k: int(round(terms[k])) for k in TERMS}, device=device, precision=precision,
+        world_size=world, zero_stage=d.deepspeed_stage, batch_size=t.batch_size, seq_len=seq,
+        trainable_params=trainable_params(config, arch), base_params=arch.total_params(),
+        activations_with_checkpointing=with_ckpt, activations_without_checkpointing=without,
         gradient_checkpointing=t.gradient_checkpointing, host_offload=host, notes=notes,
     )
