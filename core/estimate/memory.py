@@ -22,6 +22,7 @@ COLLECTIVE_BYTES = int(0.25 * GIB)  # NCCL/RCCL buffers per GPU when world size 
 FRAGMENTATION = 0.10  # allocator slack on the short-lived tensors (activations, logits)
 QUANT_BYTES = {"4bit": 0.5 + 4 / 64, "8bit": 1.0 + 4 / 4096}  # NF4 + one fp32 absmax per 64; int8 + row scales
 OPTIMIZER_STATE_BYTES = {"adamw_torch": 8, "adamw_torch_fused": 8, "adamw_8bit": 2, "sgd": 0}
+TOKEN_TILE, VOCAB_TILE = 4096, 32768  # trl.kernels.chunked_logprob: TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE
 TERMS = ("weights", "lora", "gradients", "optimizer", "activations", "logits", "overhead")
 
 
@@ -50,13 +51,8 @@ class Estimate:
 
     @property
     def allocated(self) -> int:
-        """What torch's allocator holds at the peak: the total less the context it does not see."""
-        return self.total - self._context()
-
-    def _context(self) -> int:
-        if self.device.kind == "cpu":
-            return 0
-        return CONTEXT_BYTES + (COLLECTIVE_BYTES if self.world_size > 1 else 0)
+        """The tensors at the peak, as torch's allocator counts them: all but the context and the fragmentation."""
+        return self.total - self.breakdown["overhead"]
 
     @property
     def fraction(self) -> float:
@@ -92,8 +88,9 @@ def activation_bytes_per_token_layer(arch: Architecture, config: Config, elem: i
     Models", sbh(34 + 5as/h) for GPT blocks) count saved tensors, redone for a Llama-style block trained with
     LoRA on a frozen base (a frozen linear keeps no input; only the adapters do):
     - two RMSNorms keep their input upcast to fp32: 2 x 4h;
-    - SDPA / flash attention keeps q, k, v (GQA: k and v are kv wide), its output and a fp32 logsumexp per
-      head: e(q + 2kv) + e*q + 4*heads; it never materialises the s x s matrix (the 5as/h term);
+    - SDPA / flash attention keeps q, k, v, its output and a fp32 logsumexp per head: e(q + 2kv) + e*q + 4*heads;
+      k and v are kv wide (GQA) only without a padding mask (batch 1): transformers repeats them to q's width
+      before SDPA when a mask is passed; it never materialises the s x s matrix (the 5as/h term);
       eager attention does: heads * s * (4 + e) more (fp32 softmax, 16-bit copy), and so does SDPA's math
       path where no fused kernel exists (gfx906 / gfx908): heads * s * 2e (scores, softmax);
     - SwiGLU keeps the gate output, SiLU output and up output: 3e*i;
@@ -103,7 +100,8 @@ def activation_bytes_per_token_layer(arch: Architecture, config: Config, elem: i
     """
     h, i = arch.hidden_size, arch.intermediate_size
     per_token = 2 * 4 * h
-    per_token += elem * (arch.q_size + 2 * arch.kv_size) + elem * arch.q_size + 4 * arch.num_heads
+    kv = arch.kv_size if config.train.batch_size == 1 else arch.q_size  # padded batches: repeat_kv before SDPA
+    per_token += elem * (arch.q_size + 2 * kv) + elem * arch.q_size + 4 * arch.num_heads
     if config.model.attn_implementation == "eager":
         per_token += arch.num_heads * seq_len * (4 + elem)
     elif not fused_attention and config.model.attn_implementation != "flash_attention_2":
@@ -137,13 +135,23 @@ def activation_bytes(arch: Architecture, config: Config, tokens: int, seq_len: i
     return with_ckpt, without
 
 
-def logits_bytes(arch: Architecture, config: Config, tokens: int, elem: int) -> int:
-    """lm_head output (e per element), its fp32 copy for the loss (16-bit only), the saved log-softmax (4) and
-    its gradient (4). Liger's fused linear cross-entropy never materialises them: a chunk of hidden states."""
-    if config.train.liger_kernels:
-        return 2 * tokens * arch.hidden_size * elem
-    upcast = 4 if elem < 4 else 0
-    return tokens * arch.vocab_size * (elem + upcast + 4 + 4)
+def logits_bytes(arch: Architecture, tokens: int, elem: int, device: Device) -> int:
+    """The loss of TRL's SFTTrainer: its chunked log-prob kernel (trl.kernels.chunked_logprob) never materialises
+    the batch x seq x vocab logits. It keeps the hidden states it projects (e*h per token), fp32 per-token
+    statistics, and one tile of TOKEN_TILE x VOCAB_TILE logits in the compute dtype; the backward adds the fp32
+    gradient of the hidden states (4h per token). On GPUs Triton folds each tile in place; without Triton (CPUs)
+    torch ops fold it and hold ~33 bytes of fp32 / bool temporaries per tile element at the backward's peak.
+    """
+    tile = min(tokens, TOKEN_TILE) * min(arch.vocab_size, VOCAB_TILE)
+    per_element = elem + (0 if device.kind != "cpu" else 33)
+    return tile * per_element + tokens * (arch.hidden_size * (elem + 4) + 4 * 8)
+
+
+def adapter_bytes(config: Config, elem: int) -> int:
+    """Bytes per adapter parameter: fp32 (PEFT's default), bf16 on a quantized base, 16-bit under DeepSpeed."""
+    if config.model.quantization != "none":
+        return 2
+    return elem if config.distributed.deepspeed_stage else 4
 
 
 def trainable_params(config: Config, arch: Architecture) -> int:
@@ -157,8 +165,9 @@ def trainable_params(config: Config, arch: Architecture) -> int:
 def parameter_terms(config: Config, arch: Architecture, elem: int, world: int) -> tuple[dict[str, float], int]:
     """Weights, adapter, gradients and optimizer bytes on one GPU with ZeRO applied; and bytes offloaded to host.
 
-    PEFT keeps adapters in fp32 (autocast_adapter_dtype); DeepSpeed casts the module to 16-bit and keeps an
-    fp32 master copy in its optimizer partition. Stage >= 1 shards the optimizer, >= 2 the gradients, 3 every
+    PEFT keeps adapters in fp32 (autocast_adapter_dtype); TRL turns them to bf16 on a quantized (QLoRA) base;
+    DeepSpeed casts the module to 16-bit and keeps an fp32 master copy in its optimizer partition. torch's AdamW
+    keeps its two states in the adapter's dtype. Stage >= 1 shards the optimizer, >= 2 the gradients, 3 every
     parameter (the frozen base too, plus two gathered layers in use).
     """
     d, stage = config.distributed, config.distributed.deepspeed_stage
@@ -169,9 +178,14 @@ def parameter_terms(config: Config, arch: Architecture, elem: int, world: int) -
     else:
         weights = base * elem
     trainable = trainable_params(config, arch)
-    param_bytes = elem if stage else 4
+    param_bytes = adapter_bytes(config, elem)
     lora = grads = trainable * param_bytes
-    optimizer = trainable * (OPTIMIZER_STATE_BYTES[config.train.optim] + (4 if stage and elem < 4 else 0))
+    states = OPTIMIZER_STATE_BYTES[config.train.optim]
+    if stage:
+        states += 4 if elem < 4 else 0  # fp32 master weights
+    elif config.train.optim in ("adamw_torch", "adamw_torch_fused"):
+        states = 2 * param_bytes
+    optimizer = trainable * states
     if stage >= 1:
         optimizer /= world
     if stage >= 2:
@@ -204,9 +218,10 @@ def estimate_peak_memory(config: Config, arch: Architecture, device: Device, seq
     seq = min(seq_len or config.data.cutoff_len, config.data.cutoff_len)
     tokens = t.batch_size * seq
     terms, host = parameter_terms(config, arch, elem, world)
-    with_ckpt, without = activation_bytes(arch, config, tokens, seq, elem, elem < 4, device.fused_attention)
+    mixed = adapter_bytes(config, elem) != elem  # fp32 adapters under 16-bit autocast: each casts its input
+    with_ckpt, without = activation_bytes(arch, config, tokens, seq, elem, mixed, device.fused_attention)
     terms["activations"] = with_ckpt if t.gradient_checkpointing else without
-    terms["logits"] = logits_bytes(arch, config, tokens, elem)
+    terms["logits"] = logits_bytes(arch, tokens, elem, device)
     terms["overhead"] = FRAGMENTATION * (terms["activations"] + terms["logits"])
     if device.kind != "cpu":
         terms["overhead"] += CONTEXT_BYTES + (COLLECTIVE_BYTES if world > 1 else 0)

@@ -68,24 +68,26 @@ SINGLE_PROCESS = {"num_gpus": 1, "num_nodes": 1, "hostfile": None, "deepspeed_st
 
 
 def probe_config(config: Config) -> Config:
-    """The run's config with only what the probe changes: two steps, no evaluation, no checkpoints, and one
-    process (the probe measures one GPU without a launcher)."""
+    """The run's config with only what the probe changes: two steps, no evaluation, no checkpoints, padded
+    batches (its data is the longest batch), and one process (it measures one GPU without a launcher)."""
     data = config.model_dump()
     data["distributed"].update(SINGLE_PROCESS)
-    data["train"].update(max_steps=PROBE_STEPS, eval_strategy="no", save_strategy="no", load_best_at_end=False,
-                         early_stopping_patience=None, sample_prompts=[], logging_steps=1)
+    data["train"].update(max_steps=PROBE_STEPS, batching="padded", eval_strategy="no", save_strategy="no",
+                         load_best_at_end=False, early_stopping_patience=None, sample_prompts=[], logging_steps=1)
     return Config.model_validate(data)
 
 
 def longest_batch(prepared: Any, batch: int, accumulation: int) -> tuple[Any, int]:
-    """A dataset of the longest training sample, repeated for PROBE_STEPS optimizer steps; and its length."""
+    """The longest batch (the `batch` longest training samples, padded to the longest), repeated for PROBE_STEPS
+    optimizer steps; and the longest sample's length."""
     from datasets import Dataset
 
     lengths = [len(ids) for ids in prepared.train["input_ids"]]
-    index = max(range(len(lengths)), key=lengths.__getitem__)
-    row = prepared.train[index]
-    count = batch * accumulation * PROBE_STEPS
-    return Dataset.from_dict({key: [row[key]] * count for key in prepared.train.column_names}), lengths[index]
+    longest = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)[:batch]
+    rows = prepared.train.select(longest)
+    repeats = -(-batch * accumulation * PROBE_STEPS // len(longest))
+    columns = {key: list(rows[key]) * repeats for key in rows.column_names}
+    return Dataset.from_dict(columns), lengths[longest[0]]
 
 
 def run_probe(folder: Path) -> dict[str, Any]:
