@@ -25,7 +25,7 @@ def test_the_probe_on_this_cpu_measures_the_demo_run_next_to_the_estimate(builti
     assert probe["longest_sample"] == report["seq_len"] and probe["batch_size"] == report["batch_size"] == 8
     assert probe["estimated_allocated"] == report["allocated_bytes"]
     [measured] = probe["peak_allocated"]
-    # Measured 1.97 GiB against 1.85 GiB estimated on the team's machine (ratio 1.07).
+    # Measured 2.03 GiB against 2.18 GiB estimated on the team's machine (ratio 0.93).
     assert 0.75 <= measured / report["allocated_bytes"] <= 1.33, probe
     assert probe["host_peak_rss_growth"] is None or probe["host_peak_rss_growth"] > 0
 
