@@ -2,8 +2,9 @@
 
 Terms, in bytes, for one GPU (see estimate_peak_memory for the assumptions behind each):
 weights (frozen base), lora (adapter parameters), gradients (adapter only), optimizer (AdamW states and,
-under DeepSpeed, fp32 master copies), activations (saved for the backward pass), logits (the lm_head output
-and the loss's fp32 copies), overhead (CUDA/HIP context, collective buffers, allocator fragmentation).
+under DeepSpeed, fp32 master copies), activations (saved for the backward pass), logits (what TRL's chunked
+loss holds: one logits tile and per-token buffers), overhead (CUDA/HIP context, collective buffers, allocator
+fragmentation).
 """
 
 from __future__ import annotations
