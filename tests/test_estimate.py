@@ -169,3 +169,19 @@ def test_the_cli_gives_a_per_gpu_breakdown_verdict_and_fixes():
                           capture_output=True, text=True, timeout=120)
     assert text.returncode == 0, text.stderr
     assert "verdict: fits" in text.stdout and "optimizer states" in text.stdout
+
+
+def test_the_longest_sample_comes_from_the_data_after_template_and_cutoff(builtin_model_dir):
+    from tunedeck.core.estimate.longest import longest_sample
+
+    config = load_config(preset="cpu-demo")
+    longest, source = longest_sample(config)
+    assert 0 < longest < config.data.cutoff_len and "samples in builtin:demo_identity.json" in source
+    cut, _ = longest_sample(apply_changes(config, {"data.cutoff_len": 32}))
+    assert cut == 32  # cut to the cutoff like training does
+    arch = resolve_architecture(config.model.name_or_path)
+    measured = estimate_peak_memory(config, arch, CPU, seq_len=longest)
+    assert measured.seq_len == longest
+    assert measured.total < estimate_peak_memory(config, arch, CPU).total  # the cutoff is only the bound
+    unknown, why = longest_sample(load_config(preset="mi50-2x"))
+    assert unknown is None and "not on this machine" in why
