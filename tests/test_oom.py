@@ -20,6 +20,12 @@ GIB = 1 << 30
 BATCH, WORDS = 32, 1000  # 32 samples of ~1000 tokens: logits of 32k tokens x 49152 vocab need 6 GiB in fp32
 
 
+def address_space(limit: int):
+    def lower_limit():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return lower_limit
+
+
 def _virtual_peak_after_setup(model_dir: Path) -> int:
     """VmPeak of a process that imports the training stack and loads the tiny model: what the worker needs."""
     code = (
@@ -33,29 +39,33 @@ def _virtual_peak_after_setup(model_dir: Path) -> int:
     return int(out.stdout.strip().splitlines()[-1]) * 1024
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux")
-def test_a_run_that_cannot_allocate_reports_step_memory_and_ranked_fixes(tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def too_big(tiny_model_dir, tmp_path_factory) -> tuple[list[str], int]:
+    """--set overrides of a tiny run whose batch cannot be allocated under the limit, and the limit (RLIMIT_AS)."""
     rows = [{"instruction": f"Repeat the word {i}.", "input": "", "output": " ".join(["tune"] * WORDS)}
             for i in range(BATCH * 2)]
-    data = tmp_path / "long.json"
+    data = tmp_path_factory.mktemp("oom") / "long.json"
     data.write_text(json.dumps(rows))
-    config = load_config(overrides=[
+    overrides = [
         f"model.name_or_path={tiny_model_dir}", f"data.path={data}", "data.cutoff_len=1100", "data.val_size=0",
         f"train.batch_size={BATCH}", "train.gradient_accumulation_steps=1", "train.max_steps=2",
         "train.precision=fp32", "train.gradient_checkpointing=false", "train.eval_strategy=no",
         "train.save_strategy=no", "train.cache_tokenized=false", "train.num_threads=2",
-    ])
-    run = create_run(tmp_path / "runs", config, "oom")
-    limit = _virtual_peak_after_setup(tiny_model_dir) + 2 * GIB  # room to start and load, not for the logits
+    ]
+    return overrides, _virtual_peak_after_setup(tiny_model_dir) + 2 * GIB  # room to load, not to train
 
-    def lower_limit():
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux")
+def test_a_run_that_cannot_allocate_reports_step_memory_and_ranked_fixes(too_big, tmp_path):
+    overrides, limit = too_big
+    config = load_config(overrides=overrides)
+    run = create_run(tmp_path / "runs", config, "oom")
 
     env = {**os.environ, "TUNEDECK_NO_GPU_SAMPLING": "1"}
     with open(run.log_path, "ab") as log:
         proc = subprocess.run([sys.executable, "-m", "tunedeck.core.worker", "train", str(run.path)],
-                              stdout=log, stderr=log, preexec_fn=lower_limit, env=env, timeout=900)
+                              stdout=log, stderr=log, preexec_fn=address_space(limit), env=env, timeout=900)
     events = list(read_events(run.events_path))
     errors = [e for e in events if isinstance(e, Error)]
     assert proc.returncode == 1, run.log_path.read_text()[-3000:]
@@ -75,6 +85,21 @@ def test_a_run_that_cannot_allocate_reports_step_memory_and_ranked_fixes(tiny_mo
     finished = [e for e in events if isinstance(e, RunFinished)]
     assert finished and finished[-1].status == "failed"
     assert run.read_status()["error_kind"] == "oom"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is Linux")
+def test_a_probe_that_runs_out_of_memory_says_so(too_big):
+    overrides, limit = too_big
+    args = [arg for pair in (("--set", o) for o in overrides) for arg in pair]
+    result = subprocess.run([sys.executable, "-m", "tunedeck.tui.entry", "estimate", *args, "--probe", "--json"],
+                            capture_output=True, text=True, preexec_fn=address_space(limit), timeout=900,
+                            env={**os.environ, "TUNEDECK_NO_GPU_SAMPLING": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert "can't allocate memory" in report["probe"]["out_of_memory"]
+    assert report["probe"]["memory"]["address_space_limit"] == limit
+    assert "samples in" in report["seq_len_source"]  # without the probe's number, measured from the data
 
 
 def test_nccl_and_rccl_failures_are_crashes_that_say_what_to_check():

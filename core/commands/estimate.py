@@ -47,7 +47,7 @@ def estimate_command(args: argparse.Namespace, open_app=None) -> int:
     arch = resolve_architecture(config.model.name_or_path)
     device = choose_device(args.gpu, args.gpu_mem, args.preset, detect=True)
     probe = run_probe(config) if args.probe else None
-    if probe is not None:
+    if probe is not None and "out_of_memory" not in probe:
         longest, source = probe["longest_sample"], "the longest sample, as the probe tokenized it"
     elif args.seq_len:
         longest, source = args.seq_len, "--seq-len"
@@ -90,6 +90,8 @@ def probe_comparison(probe: dict[str, Any], estimate: Estimate) -> dict[str, Any
     """The measured peaks next to the estimate of what the allocator holds (the context is not measured).
 
     The probe runs one process on one GPU, so it is compared with the estimate for one GPU without ZeRO."""
+    if "out_of_memory" in probe:
+        return {**probe, "estimated_allocated": estimate.allocated}
     measured = probe["peak_allocated"]
     return {**probe, "estimated_allocated": estimate.allocated,
             "ratio": [round(m / estimate.allocated, 3) if estimate.allocated else None for m in measured]}
@@ -153,6 +155,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def _probe_lines(probe: dict[str, Any]) -> list[str]:
+    if "out_of_memory" in probe:
+        return [f"probe: ran out of memory, so this config does not fit here ({probe['out_of_memory']})"]
     what = "model tensors + peak of torch's CPU allocator" if probe["accelerator"] == "cpu" \
         else "torch.cuda.max_memory_allocated"
     lines = [f"probe: {probe['steps']} optimizer steps on the longest batch ({probe['batch_size']} x "

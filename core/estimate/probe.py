@@ -148,8 +148,18 @@ def run_probe(folder: Path) -> dict[str, Any]:
 
 
 def probe_main(folder: Path, out: Any) -> int:
-    """Worker entry: run the probe and write its result as one JSON line to the machine stdout."""
-    result = run_probe(folder)
+    """Worker entry: run the probe and write its result as one JSON line to the machine stdout.
+
+    Running out of memory is a result too: {"out_of_memory": message, "memory": at the time}."""
+    from tunedeck.core.failures import is_out_of_memory, memory_now
+
+    try:
+        result = run_probe(folder)
+    except Exception as exc:  # noqa: BLE001 - only out-of-memory is an answer; the rest propagates
+        if not is_out_of_memory(exc):
+            raise
+        text = str(exc).strip()
+        result = {"out_of_memory": text.splitlines()[0] if text else type(exc).__name__, "memory": memory_now()}
     out.write(json.dumps(result) + "\n")
     out.flush()
     return 0
