@@ -18,7 +18,7 @@ from tunedeck.core.events import Error, EvalFinished, EvalProgress, EvalStarted,
 
 POLL_S = 0.3
 SHOWN_PREDICTIONS = 200
-CELL = 60
+CELL = 34
 
 
 class EvalLauncher(Protocol):
