@@ -157,3 +157,23 @@ def test_cli_prints_a_table_side_by_side_and_refuses_bad_input_in_one_line(tiny_
                              capture_output=True, text=True, timeout=120)
         assert bad.returncode == 2 and expected in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_stopping_the_worker_ends_the_evaluation_after_the_current_batch(tiny_run: RunDir):
+    import time
+
+    from tunedeck.core.evaluate.job import stop_eval
+
+    proc = start_eval(tiny_run, EvalRequest(compare_base=True, max_new_tokens=64, batch_size=1))
+    layout = EvalLayout.for_run(tiny_run)
+    deadline = time.monotonic() + 300
+    while not any(isinstance(e, EvalProgress) for e in read_events(layout.events)):
+        assert proc.poll() is None and time.monotonic() < deadline, layout.log.read_text()[-3000:]
+        time.sleep(0.1)
+    assert stop_eval(layout)
+    assert proc.wait(timeout=300) == 130
+    events = list(read_events(layout.events))
+    assert isinstance(events[-1], EvalFinished) and events[-1].status == "stopped"
+    assert sum(isinstance(e, EvalProgress) for e in events) < 20  # 5 rows x 4 phases, one row per batch
+    assert layout.read_status()["status"] == "stopped"
