@@ -112,7 +112,7 @@ def run_train(run_path: Path, resume: bool = False) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tunedeck.core.worker",
                                      description="Run one tunedeck job for a run directory.")
-    parser.add_argument("mode", choices=["train", "export", "probe"])
+    parser.add_argument("mode", choices=["train", "export", "probe", "eval"])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     args = parser.parse_args(argv)
@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         from tunedeck.core.export.job import run_export_job
 
         return run_export_job(args.run_dir)
+    if args.mode == "eval":
+        from tunedeck.core.evaluate.job import run_eval_job
+
+        return run_eval_job(args.run_dir)
     return run_train(args.run_dir, resume=args.resume)
 
 
