@@ -42,8 +42,8 @@ def node_rank() -> int:
 
 
 def under_launcher() -> bool:
-    """True in a process started by accelerate / torchrun / DeepSpeed for a run of several processes."""
-    return "RANK" in os.environ and world_size() > 1
+    """True in a process started by accelerate / torchrun / DeepSpeed (they set RANK and LOCAL_RANK)."""
+    return "RANK" in os.environ and "LOCAL_RANK" in os.environ
 
 
 def is_main_process() -> bool:

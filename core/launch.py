@@ -44,7 +44,8 @@ class LaunchPlan:
 
 
 def needs_launch(config: Config) -> bool:
-    return config.distributed.world_size > 1
+    """Several processes, or DeepSpeed on one GPU (ZeRO-2/3 with CPU offload): accelerate starts the workers."""
+    return config.distributed.world_size > 1 or uses_deepspeed(config.distributed)
 
 
 def launch_record(run: RunDir) -> dict[str, Any] | None:
@@ -61,9 +62,11 @@ def plan_launch(run: RunDir, config: Config, hardware: dict[str, Any], precision
     dist = config.distributed
     gpus = len(hardware.get("gpus") or [])
     if gpus < dist.num_gpus:
+        hint = (f"set distributed.num_gpus: {gpus} (tunedeck doctor lists the GPUs)" if gpus else
+                "multi-GPU and DeepSpeed runs need GPUs: set distributed.num_gpus: 1 and deepspeed_stage: 0 here "
+                "(tunedeck doctor tells why torch sees none)")
         raise ConfigError(f"distributed.num_gpus is {dist.num_gpus} but this machine has {gpus} usable GPU(s)",
-                          where="distributed.num_gpus",
-                          hint=f"set distributed.num_gpus: {max(gpus, 1)} (tunedeck doctor lists the GPUs)")
+                          where="distributed.num_gpus", hint=hint)
     deepspeed_file = hostfile = None
     if uses_deepspeed(dist):
         if importlib.util.find_spec("deepspeed") is None:

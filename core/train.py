@@ -12,7 +12,7 @@ from tunedeck.core.atomic import atomic_dir
 from tunedeck.core.config import Config
 from tunedeck.core.data.cache import TokenizedData
 from tunedeck.core.data.training_set import prepare_data
-from tunedeck.core.distributed import is_main_process, under_launcher, world_size
+from tunedeck.core.distributed import is_main_process, under_launcher
 from tunedeck.core.events import EventWriter, Log, RunFinished, RunStarted, Sample
 from tunedeck.core.hardware import detect_hardware, precision_warning, resolve_precision
 from tunedeck.core.launch import launch_record
@@ -60,7 +60,7 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resu
     _report_early_stop(trainer, config, events)
 
     peak = _peak_memory(hardware)
-    adapter = save_adapter(trainer.model, tokenizer, run) if world_size() == 1 else save_adapter_ranks(trainer, run)
+    adapter = save_adapter_ranks(trainer, run) if under_launcher() else save_adapter(trainer.model, tokenizer, run)
     say(events, f"adapter saved to {adapter}")
     # Rank 0 answers alone; under ZeRO-3 it holds only a shard of the weights, so there are no samples.
     if config.train.sample_prompts and not stopped and is_main_process() and config.distributed.deepspeed_stage < 3:

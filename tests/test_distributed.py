@@ -156,7 +156,7 @@ def test_a_two_gpu_config_on_a_machine_without_them_fails_with_the_fix(tmp_path)
     events = list(read_events(run.events_path))
     error = next(e for e in events if isinstance(e, Error))
     assert error.kind == "config" and "distributed.num_gpus is 2 but this machine has 0 usable GPU(s)" in error.message
-    assert "set distributed.num_gpus: 1" in error.hints[0]
+    assert "set distributed.num_gpus: 1 and deepspeed_stage: 0" in error.hints[0]
     assert isinstance(events[-1], RunFinished) and events[-1].status == "failed"
     assert run.read_status()["status"] == "failed"
 
