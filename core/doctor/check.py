@@ -32,4 +32,7 @@ def failed_check(name: str, group: str, exc: BaseException) -> Check:
 
 
 def gib(value: float | int | None) -> str:
-    return "?" if value is None else f"{value / GIB:.1f} GiB"
+    """Bytes for people: GiB, or MiB below a tenth of one."""
+    if value is None:
+        return "?"
+    return f"{value / GIB:.1f} GiB" if value >= GIB / 10 else f"{value / (1 << 20):.0f} MiB"

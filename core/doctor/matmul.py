@@ -14,8 +14,8 @@ SIZE = {"cpu": 512, "gpu": 4096}
 BUDGET_S = {"cpu": 0.25, "gpu": 0.2}  # per dtype, after one warm-up product
 HALF_OVER_FP32 = 1.2  # a half precision must beat fp32 by this much to be worth its range / accuracy cost
 BF16_VS_FP16 = 0.8  # bf16 is preferred (no loss scaling, fp32's range) while it reaches this share of fp16
-CPU_BF16_STEP_NOTE = ("CPU runs use fp32: bf16 LoRA training steps on CPUs measured ~15x slower than fp32 "
-                      "(135M model: 40-60 s vs 3 s per step), whatever the bf16 matmul figure")
+CPU_BF16_STEP_NOTE = ("bf16 LoRA training steps on CPUs measured ~15x slower than fp32 (135M model: 40-60 s vs "
+                      "3 s per step), whatever the bf16 matmul figure")
 CACHE_VERSION = 1
 
 
