@@ -96,31 +96,41 @@ def _finished_since(run: RunDir, since: float) -> RunFinished | None:
     return found
 
 
-def run_launch(run_path: Path, resume: bool = False) -> int:
-    """The process the runs screen and `tunedeck train` start for a multi-GPU run; its pid stops the run."""
+def prepare(run_path: Path, resume: bool = False) -> int:
+    """Resolve the precision and write the launch files; run in a child process so that the launch job itself
+    never holds a GPU context (and its memory) for the whole run."""
     from tunedeck.core.hardware import detect_hardware, resolve_precision
 
+    run = RunDir(run_path)
+    try:
+        config = run.load_config()
+        hardware = detect_hardware()
+        plan_launch(run, config, hardware, resolve_precision(config.train.precision, hardware), resume)
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the event stream
+        traceback.print_exc(file=sys.stderr)
+        return _failed(run, EventWriter(run.events_path), exc)
+    return 0
+
+
+def run_launch(run_path: Path, resume: bool = False) -> int:
+    """The process the runs screen and `tunedeck train` start for a multi-GPU run; its pid stops the run."""
     run = RunDir(run_path)
     events = EventWriter(run.events_path)
     started = time.time()
     run.update_status(status="starting", pid=os.getpid())
-    try:
-        config = run.load_config()
-        hardware = detect_hardware()
-        precision = resolve_precision(config.train.precision, hardware)
-        plan = plan_launch(run, config, hardware, precision, resume)
-    except Exception as exc:  # noqa: BLE001 - every failure must reach the event stream
-        traceback.print_exc(file=sys.stderr)
-        return _failed(run, events, exc)
-    events.emit(Log(level="info", message=f"launching {plan.world_size} processes ({precision}"
-                    f"{', DeepSpeed ZeRO-' + str(config.distributed.deepspeed_stage) if plan.deepspeed_config else ''}"
-                    f"): {' '.join(plan.argv[1:])}"))
     # A stop request reaches the ranks through the launcher (same process group); this process waits for them.
     stops: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stops.append(signum))
-    sys.stdout.flush()
-    code = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"}).wait()
+    code = subprocess.run([sys.executable, "-m", "tunedeck.core.launch", str(run.path),
+                           *(["--resume"] if resume else [])], stdin=subprocess.DEVNULL).returncode
+    plan = launch_record(run)
+    if code == 0 and plan and not stops:
+        events.emit(Log(level="info", message=f"launching {plan['world_size']} processes ({plan['precision']}"
+                        f"{', DeepSpeed' if plan['deepspeed_config'] else ''}): {' '.join(plan['argv'][1:])}"))
+        sys.stdout.flush()
+        code = subprocess.Popen(plan["argv"], stdin=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"}).wait()
     if _finished_since(run, started) is None:
         _report_lost_ranks(run, events, code, stopped=bool(stops))
     return code
@@ -145,3 +155,18 @@ def _failed(run: RunDir, events: EventWriter, exc: BaseException) -> int:
     events.emit(RunFinished(status="failed", message=error.message))
     run.update_status(status="failed", error=error.message, error_kind=error.kind)
     return 2 if isinstance(exc, TunedeckError) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tunedeck.core.launch",
+                                     description="Write a multi-GPU run's launch files (deepspeed.json, launch.json).")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    return prepare(args.run_dir, args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,7 +34,7 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resu
     launched = launch_record(run) if under_launcher() else None  # ranks share the launch job's precision
     precision = launched["precision"] if launched else resolve_precision(config.train.precision, hardware)
     warning = precision_warning(precision, hardware)
-    if warning:
+    if warning and is_main_process():
         events.emit(Log(level="warning", message=warning))
     _configure_threads(config, hardware)
 
