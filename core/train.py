@@ -214,6 +214,7 @@ def _build_trainer(config, run, model, tokenizer, prepared, precision, hardware,
         use_liger_kernel=t.liger_kernels,
         dataloader_pin_memory=hardware["accelerator"] != "cpu",
         deepspeed=(launch_record(run) or {}).get("deepspeed_config") if under_launcher() else None,
+        ddp_find_unused_parameters=False,  # every adapter weight takes part in each forward pass
     )
     peft_config = LoraConfig(
         r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
