@@ -182,3 +182,36 @@ def test_two_real_cpu_ranks_write_one_step_per_optimizer_step(tmp_path: Path, ti
     assert not [e for e in events if isinstance(e, Error)]
     assert (run.adapter / "adapter_config.json").is_file() and not (run.path / ".adapter-partial").exists()
     assert run.read_status()["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_stopping_a_two_rank_run_stops_both_at_the_same_step_with_one_checkpoint(tmp_path: Path,
+                                                                                 tiny_model_dir: Path):
+    """SIGTERM to the launcher's process group (what `s` on the runs screen sends) reaches both ranks."""
+    import signal
+    import time
+
+    from tests.test_train_e2e import tiny_run
+    from tunedeck.core.checkpoints import newest_complete
+    from tunedeck.core.events import Checkpoint
+
+    run = tiny_run(tmp_path, tiny_model_dir, "train.batch_size=3", "train.max_steps=500", "train.save_strategy=no",
+                   "train.eval_strategy=no", "train.load_best_at_end=false")
+    command = launch_argv(dist(num_gpus=2, main_process_port=29534), "fp32", run.path)
+    with open(tmp_path / "launcher.log", "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.monotonic() + 600
+        while not (run.events_path.exists() and any(isinstance(e, Step) for e in read_events(run.events_path))):
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "launcher.log").read_text()
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=300)
+    events = list(read_events(run.events_path))
+    finished = [e for e in events if isinstance(e, RunFinished)]
+    assert len(finished) == 1 and finished[0].status == "stopped", (tmp_path / "launcher.log").read_text()[-3000:]
+    saved = [e.step for e in events if isinstance(e, Checkpoint)]
+    assert saved == [finished[0].final_step] and finished[0].final_step < 500
+    step, path = newest_complete(run.checkpoints)
+    assert step == finished[0].final_step and path.name == f"checkpoint-{step}"
+    assert run.read_status()["status"] == "stopped"
