@@ -215,3 +215,35 @@ def test_stopping_a_two_rank_run_stops_both_at_the_same_step_with_one_checkpoint
     step, path = newest_complete(run.checkpoints)
     assert step == finished[0].final_step and path.name == f"checkpoint-{step}"
     assert run.read_status()["status"] == "stopped"
+
+
+@pytest.mark.slow
+def test_killing_the_launcher_takes_the_ranks_with_it(tmp_path: Path, tiny_model_dir: Path):
+    """Stop now (SIGKILL to the run's process group) must not leave ranks, which run in sessions of their own."""
+    import signal
+    import time
+
+    from tests.test_train_e2e import tiny_run
+
+    run = tiny_run(tmp_path, tiny_model_dir, "train.batch_size=3", "train.max_steps=500", "train.save_strategy=no",
+                   "train.eval_strategy=no", "train.load_best_at_end=false")
+    command = launch_argv(dist(num_gpus=2, main_process_port=29535), "fp32", run.path)
+    with open(tmp_path / "launcher.log", "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.monotonic() + 600
+        while not (run.events_path.exists() and any(isinstance(e, Step) for e in read_events(run.events_path))):
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "launcher.log").read_text()
+            time.sleep(0.2)
+
+    def ranks() -> list[str]:
+        found = subprocess.run(["pgrep", "-f", f"worker train {run.path}"], capture_output=True, text=True)
+        return [pid for pid in found.stdout.split() if int(pid) != proc.pid]
+
+    assert len(ranks()) == 2
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while ranks() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ranks() == []
