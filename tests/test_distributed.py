@@ -162,6 +162,49 @@ def test_a_two_gpu_config_on_a_machine_without_them_fails_with_the_fix(tmp_path)
     assert run.read_status()["status"] == "failed"
 
 
+TWO_GPUS = {"accelerator": "cuda", "gpus": [{"index": i, "name": "GPU", "memory": 80 << 30, "arch": "sm_90"}
+                                            for i in (0, 1)]}
+
+
+def test_the_launch_plan_is_written_into_the_run_for_the_ranks(tmp_path):
+    from tunedeck.core.launch import launch_record, plan_launch
+
+    run = create_run(tmp_path / "runs", load_config(overrides=["distributed.num_gpus=2"]), "plan")
+    plan = plan_launch(run, run.load_config(), TWO_GPUS, "bf16", resume=True)
+    record = launch_record(run)
+    assert record["precision"] == "bf16" and record["world_size"] == 2 and record["argv"] == plan.argv
+    assert "--multi_gpu" in plan.argv and plan.argv[-1] == "--resume" and record["deepspeed_config"] is None
+    assert not (run.path / "deepspeed.json").exists()
+
+
+def test_zero_without_deepspeed_installed_names_the_install_command(tmp_path):
+    import importlib.util
+
+    from tunedeck.core.launch import plan_launch
+
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("deepspeed is installed here")
+    run = create_run(tmp_path / "runs", load_config(preset="mi50-2x"), "mi50")
+    with pytest.raises(ConfigError) as info:
+        plan_launch(run, run.load_config(), TWO_GPUS, "fp16")
+    assert "deepspeed_stage 2 needs DeepSpeed" in info.value.message
+    assert "pip install 'tunedeck[deepspeed]'" in info.value.hint
+
+
+def test_hosts_become_a_hostfile_checked_against_the_config(tmp_path):
+    from tunedeck.core.distributed import check_hostfile, hostfile_text
+
+    config = dist(num_gpus=2, num_nodes=2, hosts=["node1", "node2"])
+    path = tmp_path / "hostfile"
+    path.write_text(hostfile_text(config.hosts, config.num_gpus))
+    assert path.read_text() == "node1 slots=2\nnode2 slots=2\n"
+    check_hostfile(parse_hostfile(path), config, path)
+    with pytest.raises(ConfigError, match="node1 has slots=2 but distributed.num_gpus is 4"):
+        check_hostfile(parse_hostfile(path), dist(num_gpus=4, num_nodes=2, hostfile=str(path)), path)
+    with pytest.raises(ConfigError, match="lists 2 nodes but distributed.num_nodes is 3"):
+        check_hostfile(parse_hostfile(path), dist(num_gpus=2, num_nodes=3, hostfile=str(path)), path)
+
+
 @pytest.mark.slow
 def test_two_real_cpu_ranks_write_one_step_per_optimizer_step(tmp_path: Path, tiny_model_dir: Path):
     """The exact `accelerate launch --multi_gpu` command tunedeck builds, run with two CPU ranks (gloo)."""
