@@ -12,7 +12,7 @@ import pytest
 from tunedeck.core.config_files import load_config
 from tunedeck.core.doctor import matmul
 from tunedeck.core.doctor.check import Check
-from tunedeck.core.doctor.disk import check_disk, model_size, space_needed
+from tunedeck.core.doctor.disk import assess_disk, check_disk, model_size, space_needed
 from tunedeck.core.doctor.report import DoctorReport
 from tunedeck.core.doctor.torch_build import has_kernels
 from tunedeck.core.hardware import precision_warning, resolve_precision
@@ -122,6 +122,17 @@ def test_disk_need_is_estimated_from_the_model(builtin_model_dir, tmp_path):
     assert named.params == 7_000_000_000 and "name" in named.source
     check = check_disk(tmp_path / "not-yet" / "runs", config)[0]
     assert check.status in ("ok", "warn", "fail") and f"free at {tmp_path}" in check.detail
+
+
+def test_disk_verdicts_come_with_fixes(tmp_path):
+    config = load_config(overrides=["model.name_or_path=Qwen/Qwen2.5-7B-Instruct"])
+    size = model_size(config)
+    total = int(sum(space_needed(size, config).values()) * 1.1)
+    short = assess_disk(total - (5 << 30), tmp_path, size, config)
+    assert short.status == "fail" and short.fix.startswith("free at least 5.0 GiB more")
+    tight = assess_disk(int(total * 1.2), tmp_path, size, config)
+    assert tight.status == "warn" and "--runs-dir on a bigger disk" in tight.fix
+    assert assess_disk(total * 2, tmp_path, size, config).status == "ok"
 
 
 async def test_the_hardware_screen_runs_the_doctor_and_shows_fixes(tmp_path: Path):

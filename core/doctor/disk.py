@@ -119,6 +119,11 @@ def check_disk(runs_root: Path, config: Config) -> list[Check]:
     if size is None:
         return [Check("disk", "info", f"{gib(free)} free at {where}; size of {config.model.name_or_path} unknown, "
                       "so the space a run needs is not estimated", group="disk", data={"free": free})]
+    return [assess_disk(free, where, size, config)]
+
+
+def assess_disk(free: int, where: Path, size: ModelSize, config: Config) -> Check:
+    """ok, warn (less than 1.5x the need free) or fail (less than the need free), with the fix."""
     need = space_needed(size, config)
     total = int(sum(need.values()) * 1.1)
     parts = ", ".join(f"{k} {gib(v)}" for k, v in need.items())
@@ -126,10 +131,11 @@ def check_disk(runs_root: Path, config: Config) -> list[Check]:
                             "model_size_source": size.source}
     detail = (f"{gib(free)} free at {where}; a full run of {config.model.name_or_path} "
               f"({size.params / 1e9:.2f}B parameters, {size.source}) needs about {gib(total)}: {parts}")
-    fix = (f"free {gib(total - free if total > free else total)} or more, or use --runs-dir on a bigger disk; "
-           f"fewer checkpoints (train.save_total_limit) and quant types (export.quantizations) need less")
+    fewer = "fewer checkpoints (train.save_total_limit) and quant types (export.quantizations) need less"
     if free < total:
-        return [Check("disk", "fail", detail, fix=fix, group="disk", data=data)]
+        return Check("disk", "fail", detail, group="disk", data=data,
+                     fix=f"free at least {gib(total - free)} more, or use --runs-dir on a bigger disk; {fewer}")
     if free < 1.5 * total:
-        return [Check("disk", "warn", detail + " (less than 1.5x to spare)", fix=fix, group="disk", data=data)]
-    return [Check("disk", "ok", detail, group="disk", data=data)]
+        return Check("disk", "warn", detail + " (less than 1.5x to spare)", group="disk", data=data,
+                     fix=f"a second run or export will not fit: use --runs-dir on a bigger disk; {fewer}")
+    return Check("disk", "ok", detail, group="disk", data=data)
