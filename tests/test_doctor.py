@@ -177,3 +177,14 @@ async def test_a_doctor_that_cannot_run_is_a_notification(tmp_path: Path):
         assert await wait_for(pilot, lambda: any("torch is broken here" in n.message for n in app._notifications),
                               timeout_s=30)
 
+
+
+def test_doctor_and_launch_modules_load_no_torch_until_they_run():
+    from tests.test_import_hygiene import HEAVY, UI, loaded_after
+
+    loaded = loaded_after("""
+        import tunedeck.core.doctor.report, tunedeck.core.commands.doctor, tunedeck.core.distributed
+        import tunedeck.core.launch, tunedeck.core.doctor.matmul, tunedeck.core.doctor.disk
+    """)
+    assert not loaded & set(HEAVY + UI), loaded
+    assert not loaded_after("import tunedeck.tui.screens.doctor") & set(HEAVY), "the screen must not load torch"
