@@ -101,6 +101,8 @@ class Error(Event):
     message: str
     hints: list[str] = field(default_factory=list)
     step: int | None = None
+    memory: dict[str, Any] | None = None  # at the time: per-GPU allocated/reserved/peak/total, host RSS
+    suggestions: list[dict[str, Any]] = field(default_factory=list)  # {"set": {key: value}, "why", "estimate_gib"}
 
 
 @dataclass(slots=True)

@@ -42,6 +42,7 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resu
     model_path = resolve_model_path(config.model.name_or_path)
     tokenizer = load_tokenizer(model_path, config.model.trust_remote_code)
     prepared = prepare_data(config, tokenizer, events)
+    run.update_status(longest_sample=max(map(len, prepared.train["input_ids"]), default=0))
 
     if cancel.is_set():
         return RunFinished(status="stopped", message="stopped before training began")

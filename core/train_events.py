@@ -16,6 +16,8 @@ from tunedeck.core.events import Checkpoint, Eval, EventWriter, Log, Step
 from tunedeck.core.runs import RunDir
 
 STATUS_EVERY_S = 5.0
+# The optimizer step being computed in this worker process (one run per process), for the error event.
+step_in_progress: int | None = None
 
 
 class EventCallback(TrainerCallback):
@@ -43,6 +45,10 @@ class EventCallback(TrainerCallback):
         self._last_tokens = 0.0
         if self._on_train_begin and self.main:
             self._on_train_begin(state)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        global step_in_progress
+        step_in_progress = state.global_step + 1
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not self.main:

@@ -11,17 +11,12 @@ import threading
 import traceback
 from pathlib import Path
 
+from tunedeck.core.config import Config
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.events import Error, EventWriter, Log, RunFinished
+from tunedeck.core.failures import comm_error, is_comm_failure, is_out_of_memory, oom_error
 from tunedeck.core.monitor import gpu_sampling
 from tunedeck.core.runs import RunDir
-
-OOM_HINTS = [
-    "lower train.batch_size (e.g. 4 -> 2) and raise gradient_accumulation_steps to keep the effective batch",
-    "halve data.cutoff_len (e.g. 4096 -> 2048)",
-    "turn on train.gradient_checkpointing",
-    "with several GPUs, use distributed.deepspeed_stage 2 with offload_optimizer: true",
-]
 
 
 def _quiet_libraries() -> None:
@@ -56,17 +51,36 @@ def _install_stop_handlers(cancel: threading.Event, events: EventWriter, run: Ru
     signal.signal(signal.SIGINT, handle)
 
 
-def classify(exc: BaseException) -> Error:
-    """The error event for an exception: its kind, a readable message and what to try."""
+def classify(exc: BaseException, config: Config | None = None, step: int | None = None,
+             longest: int | None = None) -> Error:
+    """The error event for an exception: its kind, a readable message and what to try.
+
+    Out-of-memory errors carry the step, the memory at the time and the estimator's ranked changes (given the
+    run's config); NCCL/RCCL failures are crashes with what to check.
+    """
     if isinstance(exc, TunedeckError):
-        return Error(kind=exc.kind, message=exc.one_line(), hints=[exc.hint] if exc.hint else [])
+        return Error(kind=exc.kind, message=exc.one_line(), hints=[exc.hint] if exc.hint else [], step=step)
+    if is_out_of_memory(exc):
+        return oom_error(exc, config, step, longest)
+    if is_comm_failure(exc):
+        return comm_error(exc, step)
     text = str(exc)
-    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
-        return Error(kind="oom", message=f"out of memory: {text.splitlines()[0] if text else type(exc).__name__}",
-                     hints=OOM_HINTS)
     first = text.splitlines()[0] if text else ""
     return Error(kind="crash", message=f"{type(exc).__name__}: {first}".rstrip(": "),
-                 hints=["the full traceback is in worker.log"])
+                 hints=["the full traceback is in worker.log"], step=step)
+
+
+def _failure_context(run: RunDir) -> tuple[Config | None, int | None, int | None]:
+    """The run's config, the step in progress and the longest sample, for the error event."""
+    step = None
+    events_module = sys.modules.get("tunedeck.core.train_events")
+    if events_module is not None:
+        step = events_module.step_in_progress
+    try:
+        config = run.load_config()
+    except TunedeckError:
+        config = None
+    return config, step, run.read_status().get("longest_sample")
 
 
 def run_train(run_path: Path, resume: bool = False) -> int:
@@ -91,7 +105,7 @@ def run_train(run_path: Path, resume: bool = False) -> int:
             finished = RunFinished(status="stopped", message="stopped")
         else:
             traceback.print_exc(file=sys.stderr)
-            error = events.emit(classify(exc))
+            error = events.emit(classify(exc, *_failure_context(run)))
             events.emit(RunFinished(status="failed", message=error.message))
             run.update_status(status="failed", error=error.message, error_kind=error.kind)
             return 2 if isinstance(exc, TunedeckError) else 1
@@ -111,15 +125,19 @@ class _ReadOnlyStatus(RunDir):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tunedeck.core.worker",
                                      description="Run one tunedeck job for a run directory.")
-    parser.add_argument("mode", choices=["train", "export"])
+    parser.add_argument("mode", choices=["train", "export", "probe"])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     args = parser.parse_args(argv)
-    reserve_stdout()  # the train job reports through events.jsonl; stray prints must not reach stdout
+    machine = reserve_stdout()  # jobs report through events.jsonl (probe: JSON on stdout); stray prints -> stderr
     _quiet_libraries()
     if not (args.run_dir / "config.yaml").is_file():
         print(f"{args.run_dir}: not a run directory (no config.yaml)", file=sys.stderr)
         return 2
+    if args.mode == "probe":
+        from tunedeck.core.estimate.probe import probe_main
+
+        return probe_main(args.run_dir, machine)
     if args.mode == "export":
         from tunedeck.core.export.job import run_export_job
 
