@@ -76,6 +76,7 @@ class Gpu(Event):
     power: float | None = None  # watts
     host_ram_used: int | None = None  # bytes
     host_ram_total: int | None = None
+    node: int | None = None  # which node of a multi-node run read it; None on a single machine
 
 
 @dataclass(slots=True)

@@ -84,13 +84,19 @@ def _failure_context(run: RunDir) -> tuple[Config | None, int | None, int | None
 
 
 def run_train(run_path: Path, resume: bool = False) -> int:
+    from tunedeck.core.distributed import RankEvents, die_with_parent, is_main_process, under_launcher
     from tunedeck.core.train import run_training
 
     run = RunDir(run_path)
-    events = EventWriter(run.events_path)
+    launched = under_launcher()  # one rank of a multi-GPU run: the launch job owns the pid, rank 0 the status
+    if launched:
+        die_with_parent()
+    events = RankEvents(EventWriter(run.events_path))
+    if not is_main_process():
+        run = _ReadOnlyStatus(run.path)
     cancel = threading.Event()
     _install_stop_handlers(cancel, events, run)
-    run.update_status(status="running", pid=os.getpid())
+    run.update_status(status="running", **({} if launched else {"pid": os.getpid()}))
     try:
         with gpu_sampling(events.emit):
             finished = run_training(run, events, cancel, resume=resume)
@@ -107,6 +113,13 @@ def run_train(run_path: Path, resume: bool = False) -> int:
     run.update_status(status=finished.status, step=finished.final_step, adapter=finished.adapter,
                       best_checkpoint=finished.best_checkpoint)
     return 0
+
+
+class _ReadOnlyStatus(RunDir):
+    """The run folder as ranks other than 0 see it: they never write status.json."""
+
+    def update_status(self, **fields):
+        return self.read_status()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         from tunedeck.core.evaluate.job import run_eval_job
 
         return run_eval_job(args.run_dir)
+    from tunedeck.core.distributed import under_launcher
+
+    if not under_launcher():
+        from tunedeck.core.launch import needs_launch, run_launch
+
+        if needs_launch(RunDir(args.run_dir).load_config()):  # several GPUs: accelerate starts one worker each
+            return run_launch(args.run_dir, resume=args.resume)
     return run_train(args.run_dir, resume=args.resume)
 
 

@@ -49,6 +49,7 @@ class RunsScreen(Screen[None]):
         Binding("v", "evaluate", "Evaluate"),
         Binding("d", "delete", "Delete"),
         Binding("r", "refresh", "Refresh"),
+        Binding("h", "hardware", "Hardware"),
     ]
 
     def __init__(self, runs_root: Path):
@@ -124,6 +125,11 @@ class RunsScreen(Screen[None]):
         run = self.selected_run()
         if run is not None:
             self.app.open_eval(run.run_id)
+
+    def action_hardware(self) -> None:
+        from tunedeck.tui.screens.doctor import DoctorScreen
+
+        self.app.push_screen(DoctorScreen(self.runs_root))
 
     def action_new_run(self) -> None:
         self.app.new_run()
