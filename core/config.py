@@ -64,8 +64,9 @@ class DataConfig(Section):
         description="Training data: a JSON / JSONL file or 'builtin:NAME' for a dataset shipped with tunedeck. "
         "Relative paths are resolved against the config file's folder.",
     )
-    format: Literal["auto", "alpaca", "sharegpt", "openai"] = Field(
-        "auto", description="Row format; 'auto' detects it from the first rows."
+    format: Literal["auto", "alpaca", "sharegpt", "openai", "markdown", "text"] = Field(
+        "auto", description="Row format; 'auto' detects it from the first rows. A .md / .txt file or a folder of "
+        "them is a markdown / text corpus."
     )
     dataset_info: str | None = Field(
         None,
@@ -95,6 +96,30 @@ class DataConfig(Section):
     system_prompt: str | None = Field(
         None, description="System prompt given to every conversation that has none of its own."
     )
+    corpus_mode: Literal["pretrain", "style_sft"] = Field(
+        "pretrain",
+        description="Markdown / text corpora only: 'pretrain' trains on the cleaned text itself (continued "
+        "pretraining, every token trained); 'style_sft' turns each chunk into a writing task (continue, expand "
+        "from an outline) whose answer is the original text.",
+    )
+    chunk_tokens: list[int] = Field(
+        [300, 800],
+        description="Markdown / text corpora only: [min, max] tokens per chunk, cut on paragraph boundaries and "
+        "measured with the model's tokenizer.",
+    )
+    corpus_tasks: list[Literal["continue", "expand"]] = Field(
+        ["continue", "expand"],
+        min_length=1,
+        description="Writing tasks for corpus_mode style_sft, taking turns across chunks: 'continue' (the opening "
+        "paragraphs given, the rest answered) and 'expand' (an extractive outline given, the chunk answered).",
+    )
+
+    @field_validator("chunk_tokens")
+    @classmethod
+    def _chunk_range(cls, value: list[int]) -> list[int]:
+        if len(value) != 2 or not 16 <= value[0] < value[1]:
+            raise ValueError("data.chunk_tokens is [min, max] with 16 <= min < max, e.g. [300, 800]")
+        return value
 
     @model_validator(mode="after")
     def _info_needs_name(self) -> DataConfig:

@@ -123,6 +123,11 @@ class _ReadOnlyStatus(RunDir):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["inspect"]:  # a dataset, not a run folder: its own arguments and a JSON-lines conversation
+        from tunedeck.core.inspect.service import main as inspect_main
+
+        return inspect_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tunedeck.core.worker",
                                      description="Run one tunedeck job for a run directory.")
     parser.add_argument("mode", choices=["train", "export", "probe", "eval"])

@@ -10,6 +10,7 @@ from textual.binding import Binding
 
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.runs import find_run
+from tunedeck.tui.inspector import CommandFactory
 from tunedeck.tui.launcher import Launcher, WorkerLauncher
 from tunedeck.tui.screens.runs import RunsScreen
 
@@ -25,7 +26,7 @@ class TunedeckApp(App[None]):
 
     def __init__(self, runs_root: Path, preset: str | None = None, attach: str | None = None,
                  launcher: Launcher | None = None, export_launcher: ExportLauncher | None = None,
-                 eval_launcher: EvalLauncher | None = None):
+                 eval_launcher: EvalLauncher | None = None, inspect_command: CommandFactory | None = None):
         super().__init__()
         self.runs_root = Path(runs_root)
         self.preset = preset
@@ -33,6 +34,7 @@ class TunedeckApp(App[None]):
         self.launcher = launcher or WorkerLauncher(self.runs_root)
         self.export_launcher = export_launcher
         self.eval_launcher = eval_launcher
+        self.inspect_command = inspect_command  # the dataset inspection worker's command line (tests replay one)
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.runs_root))
