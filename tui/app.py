@@ -14,6 +14,7 @@ from tunedeck.tui.launcher import Launcher, WorkerLauncher
 from tunedeck.tui.screens.runs import RunsScreen
 
 if TYPE_CHECKING:
+    from tunedeck.tui.chat_client import ClientFactory
     from tunedeck.tui.screens.export import ExportLauncher
 
 
@@ -23,13 +24,15 @@ class TunedeckApp(App[None]):
     BINDINGS = [Binding("q", "quit", "Quit")]
 
     def __init__(self, runs_root: Path, preset: str | None = None, attach: str | None = None,
-                 launcher: Launcher | None = None, export_launcher: ExportLauncher | None = None):
+                 launcher: Launcher | None = None, export_launcher: ExportLauncher | None = None,
+                 chat_client_factory: ClientFactory | None = None):
         super().__init__()
         self.runs_root = Path(runs_root)
         self.preset = preset
         self.attach_to = attach
         self.launcher = launcher or WorkerLauncher(self.runs_root)
         self.export_launcher = export_launcher
+        self.chat_client_factory = chat_client_factory
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.runs_root))
@@ -60,6 +63,23 @@ class TunedeckApp(App[None]):
             self.notify(exc.one_line(), title="cannot export", severity="error")
             return
         self.push_screen(ExportScreen(run.path, self.export_launcher or WorkerExportLauncher(), defaults))
+
+    def open_chat(self, run_id: str) -> None:
+        """The chat pane for a run: its fine-tuned model, side by side with its base (or a checkpoint, a GGUF)."""
+        from tunedeck.tui.chat_client import ChatTarget, spawn_worker
+        from tunedeck.tui.screens.chat import ChatScreen
+
+        try:
+            run = find_run(self.runs_root, run_id)
+        except TunedeckError as exc:
+            self.notify(exc.one_line(), title="cannot chat", severity="error")
+            return
+        if not (run.adapter / "adapter_config.json").is_file() and not any(run.checkpoints.glob("checkpoint-*")):
+            self.notify(f"{run_id} has no adapter yet: chat once training saved one", title="cannot chat",
+                        severity="warning")
+            return
+        target = ChatTarget(str(run.path), checkpoint=None if run.adapter.is_dir() else "best")
+        self.push_screen(ChatScreen(target, self.chat_client_factory or spawn_worker, run=run.path, title=run_id))
 
     def resume_run(self, run_id: str) -> None:
         """Continue a stopped or failed run from its newest complete checkpoint, then watch it."""
