@@ -109,6 +109,14 @@ async def test_the_prompt_library_saves_and_replays_a_prompt(chat_run: Path):
         assert replayed.prompt == "Rate this from 0 to 10" and replayed.done["json_valid"] is False
         assert screen.sides["A"].history == []  # a replayed prompt stands alone
 
+        await pilot.press("m")  # pick side A's model: the run's list (fine-tuned, base, checkpoints, exports)
+        await pilot.pause()
+        assert "fine-tuned" in screen_text(app) and "base" in screen_text(app)
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        assert screen.sides["A"].choice.label == "base" and "A: base" in screen_text(app)
+        assert len(screen.clients) == 1  # the same worker answers with its adapter off
+
 
 def test_the_chat_screen_loads_no_ml_library():
     script = textwrap.dedent("""
