@@ -130,3 +130,23 @@ def test_the_chat_screen_loads_no_ml_library():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+async def test_a_model_that_does_not_load_fails_the_waiting_prompt_with_a_readable_error(tmp_path: Path):
+    from textual.app import App
+
+    from tunedeck.tui.chat_client import ChatTarget, spawn_worker
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(ChatScreen(ChatTarget(str(tmp_path / "gone.gguf")), spawn_worker))
+
+    app = Host()
+    async with app.run_test(size=(140, 36)) as pilot:
+        await pilot.pause()
+        await pilot.press(*"hello", "enter")
+        screen = app.screen
+        assert await wait_for(pilot, lambda: answers(screen, "A")[0].done is not None, timeout_s=60)
+        assert "the model did not load" in screen_text(app)
+        assert "could not load the model" in screen_text(app)
+        assert any("not a run, a model folder or a .gguf file" in n.message for n in app._notifications)

@@ -78,7 +78,10 @@ class TunedeckApp(App[None]):
             self.notify(f"{run_id} has no adapter yet: chat once training saved one", title="cannot chat",
                         severity="warning")
             return
-        target = ChatTarget(str(run.path), checkpoint=None if run.adapter.is_dir() else "best")
+        steps = sorted(int(p.name.split("-")[1]) for p in run.checkpoints.glob("checkpoint-*")
+                       if p.name.split("-")[1].isdigit())
+        newest = None if run.adapter.is_dir() or not steps else str(steps[-1])
+        target = ChatTarget(str(run.path), checkpoint=newest)
         self.push_screen(ChatScreen(target, self.chat_client_factory or spawn_worker, run=run.path, title=run_id))
 
     def resume_run(self, run_id: str) -> None:

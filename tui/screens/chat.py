@@ -141,8 +141,9 @@ class ChatScreen(Screen[None]):
             self.failed(message.target, reply)
         elif kind == "exit":
             self.clients.pop(message.target, None)
+            self.fail_pending(message.target, "the chat worker ended")
             for side in self.sides_of(message.target):
-                self.pane(side).set_state(f"worker ended (exit code {reply.get('code')})")
+                self.pane(side).set_state(f"worker ended (exit code {reply.get('code')}); send again to restart it")
             self.notify(reply.get("message") or "the chat worker ended", title="chat worker ended",
                         severity="error", timeout=10)
 
@@ -159,7 +160,7 @@ class ChatScreen(Screen[None]):
             else:
                 self.pane(name).set_title(self.side_title(side.choice, model), "ready")
 
-    def failed(self, target: ChatTarget, reply: dict[str, Any]) -> None:
+    def failed(self, target: ChatTarget, reply: dict[str, Any], quiet: bool = False) -> None:
         message = reply.get("message", "failed")
         turn = self.turn(reply.get("id"))
         if turn is not None:
@@ -168,9 +169,18 @@ class ChatScreen(Screen[None]):
             if not standalone and self.sides[side].history:
                 self.sides[side].history.pop()  # the unanswered prompt leaves the conversation
         elif reply.get("fatal"):
+            self.fail_pending(target, "the model did not load")
             for name in self.sides_of(target):
-                self.pane(name).set_state("could not load the model")
-        self.notify(message, title="chat", severity="error", timeout=10)
+                self.pane(name).set_state("could not load the model: press m or b to pick another")
+        if not quiet:
+            self.notify(message, title="chat", severity="error", timeout=10)
+
+    def fail_pending(self, target: ChatTarget, message: str) -> None:
+        """Every unanswered prompt sent to this worker ends as failed instead of waiting forever."""
+        for request_id, (name, _) in list(self.requests.items()):
+            choice = self.sides[name].choice
+            if choice is not None and choice.target == target:
+                self.failed(target, {"id": request_id, "message": message}, quiet=True)
 
     def turn(self, request_id: str | None):
         if request_id not in self.requests:
