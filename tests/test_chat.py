@@ -161,7 +161,7 @@ def test_cancel_ends_a_long_answer_early(worker):
 
 
 @pytest.mark.slow
-def test_the_gguf_backend_constrains_json_mode_with_a_grammar(tiny_gguf: Path, worker):
+def test_the_gguf_backend_constrains_json_mode_with_a_grammar(tiny_gguf: Path, chat_run: Path):
     process = WorkerProcess(str(tiny_gguf))
     try:
         assert process.next()["model"]["backend"] == "gguf"
@@ -173,11 +173,13 @@ def test_the_gguf_backend_constrains_json_mode_with_a_grammar(tiny_gguf: Path, w
         assert isinstance(json.loads(constrained["text"]), dict)
         _, refused = process.answer(id="g3", messages=WHO, settings={}, adapter=False)
         assert refused["type"] == "error" and "base" in refused["message"]
+        process.send(op="load", model=str(chat_run))  # the same worker swaps to the run (HF + adapter)
+        assert process.next()["model"]["backend"] == "adapter"
+        # the same random model, greedy, through transformers (adapter off) and through llama.cpp (f16)
+        _, hf = process.answer(id="h1", messages=WHO, settings={"max_new_tokens": 8}, adapter=False)
+        assert hf["text"] == plain["text"]
     finally:
         assert process.close() == 0
-    # the same random model, greedy, through transformers (no adapter) and through llama.cpp (f16)
-    _, hf = worker.answer(id="h1", messages=WHO, settings={"max_new_tokens": 8}, adapter=False)
-    assert hf["text"] == plain["text"]
 
 
 @pytest.mark.slow
