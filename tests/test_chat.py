@@ -216,3 +216,29 @@ def test_the_worker_module_still_refuses_unknown_modes():
     result = subprocess.run([sys.executable, "-m", "tunedeck.core.worker", "fly", "x"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_quantized_gguf_answers_a_prompt_longer_than_one_token(tiny_gguf: Path, tmp_path: Path):
+    """llama.cpp's AMX weight buffers crash on multi-token batches on some CPUs; the chat opens GGUFs without them."""
+    from tunedeck.core.export.quantize import quantize_gguf
+
+    q8 = quantize_gguf(tiny_gguf, tmp_path / "tiny-Q8_0.gguf", "Q8_0")
+    process = WorkerProcess(str(q8))
+    try:
+        assert process.next()["type"] == "ready"
+        tokens, done = process.answer(id="q", messages=WHO, settings={"max_new_tokens": 4})
+        assert done["type"] == "done" and done["tokens"] == 4 and "".join(tokens) == done["text"]
+    finally:
+        assert process.close() == 0
+
+
+def test_the_extra_buffer_switch_follows_the_environment(monkeypatch):
+    from tunedeck.core.chat import gguf_open
+
+    monkeypatch.setenv("TUNEDECK_GGUF_EXTRA_BUFFERS", "1")
+    assert gguf_open.extra_buffers_wanted()
+    monkeypatch.setenv("TUNEDECK_GGUF_EXTRA_BUFFERS", "0")
+    assert not gguf_open.extra_buffers_wanted()
+    monkeypatch.delenv("TUNEDECK_GGUF_EXTRA_BUFFERS")
+    assert gguf_open.extra_buffers_wanted() == (not gguf_open.reports_amx())

@@ -222,12 +222,11 @@ class GGUFBackend:
 
 
 def _open_gguf(path: str) -> Any:
-    from llama_cpp import Llama
-
+    from tunedeck.core.chat.gguf_open import open_llama
     from tunedeck.core.export.checks import threads
 
     try:
-        llm = Llama(path, n_ctx=GGUF_CTX, n_threads=threads(), verbose=False)
+        llm = open_llama(path, n_ctx=GGUF_CTX, n_threads=threads(), verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"llama.cpp cannot load this GGUF: {str(exc).splitlines()[0]}", where=path,
                          hint="check the file is a complete GGUF (re-run `tunedeck export` to rebuild it)") from None
