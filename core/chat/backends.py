@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,12 @@ class Backend(Protocol):
     model: ChatModel
 
     def generate(self, request: GenerateRequest, emit: Emit, cancel: threading.Event) -> Answer: ...
+
+
+def chat_threads() -> int | None:
+    """TUNEDECK_CHAT_THREADS: CPU threads for answering (on a busy shared box, 1 often decodes faster than all)."""
+    value = os.environ.get("TUNEDECK_CHAT_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def load_backend(model: ChatModel) -> Backend:
@@ -88,6 +95,8 @@ class HFBackend:
         self.model = model
         base_path = resolve_model_path(model.path) if model.backend == "adapter" else model.path
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cpu" and chat_threads():
+            torch.set_num_threads(chat_threads())
         self.tokenizer = load_tokenizer(_tokenizer_dir(model, base_path))
         net = load_causal_lm(base_path, _dtype(self.device))
         if model.adapter:
@@ -226,7 +235,7 @@ def _open_gguf(path: str) -> Any:
     from tunedeck.core.export.checks import threads
 
     try:
-        llm = open_llama(path, n_ctx=GGUF_CTX, n_threads=threads(), verbose=False)
+        llm = open_llama(path, n_ctx=GGUF_CTX, n_threads=chat_threads() or threads(), verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"llama.cpp cannot load this GGUF: {str(exc).splitlines()[0]}", where=path,
                          hint="check the file is a complete GGUF (re-run `tunedeck export` to rebuild it)") from None
