@@ -111,7 +111,12 @@ class ChatScreen(Screen[None]):
         pane.set_title(self.side_title(choice, model), "ready" if model else "loading the model…")
         if choice.target not in self.clients:
             target = choice.target
-            self.clients[target] = self.factory(target, lambda reply: self.post_message(WorkerReply(target, reply)))
+            try:
+                self.clients[target] = self.factory(
+                    target, lambda reply: self.post_message(WorkerReply(target, reply)))
+            except OSError as exc:
+                pane.set_state(f"could not start the chat worker: {exc.strerror or exc}")
+                self.notify(f"could not start the chat worker: {exc}", title="chat", severity="error")
 
     def ready_model(self, target: ChatTarget) -> dict[str, Any] | None:
         return next((s.model for s in self.sides.values() if s.choice and s.choice.target == target and s.model),
@@ -143,6 +148,7 @@ class ChatScreen(Screen[None]):
             self.clients.pop(message.target, None)
             self.fail_pending(message.target, "the chat worker ended")
             for side in self.sides_of(message.target):
+                self.sides[side].model = None
                 self.pane(side).set_state(f"worker ended (exit code {reply.get('code')}); send again to restart it")
             self.notify(reply.get("message") or "the chat worker ended", title="chat worker ended",
                         severity="error", timeout=10)
@@ -228,8 +234,12 @@ class ChatScreen(Screen[None]):
             self.requests[request_id] = (name, standalone)
             self.pane(name).add_turn(text, request_id).settings = settings
             self.connect(name)
-            self.clients[side.choice.target].send({"op": "generate", "id": request_id, "messages": messages,
-                                                   "settings": settings, "adapter": side.choice.adapter})
+            client = self.clients.get(side.choice.target)
+            if client is None:
+                self.failed(side.choice.target, {"id": request_id, "message": "no chat worker"}, quiet=True)
+                continue
+            client.send({"op": "generate", "id": request_id, "messages": messages, "settings": settings,
+                         "adapter": side.choice.adapter})
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
