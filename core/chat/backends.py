@@ -104,7 +104,7 @@ class HFBackend:
         self.net = net.to(self.device).eval()
         self.end_ids = stop_token_ids(self.tokenizer)
         # In fp32 (CPU) the adapter is folded into the weights: decoding then costs what the base costs (the
-        # separate LoRA matmuls made it 1.1-3x slower here), and unfolding for a base answer restores the base
+        # separate LoRA matmuls made it 1.1-3.5x slower here), and unfolding for a base answer restores the base
         # to float rounding. Half-precision weights would drift with every fold, so GPUs keep the LoRA path.
         self.merged = bool(model.adapter) and _dtype(self.device) == torch.float32
         if self.merged:
