@@ -150,3 +150,32 @@ async def test_a_model_that_does_not_load_fails_the_waiting_prompt_with_a_readab
         assert "the model did not load" in screen_text(app)
         assert "could not load the model" in screen_text(app)
         assert any("not a run, a model folder or a .gguf file" in n.message for n in app._notifications)
+
+
+async def test_the_settings_dialog_refuses_bad_values_and_applies_good_ones(tmp_path: Path):
+    from textual.app import App
+    from textual.widgets import Input
+
+    from tunedeck.tui.chat_client import ChatTarget, spawn_worker
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(ChatScreen(ChatTarget(str(tmp_path / "gone.gguf")), spawn_worker))
+
+    app = Host()
+    async with app.run_test(size=(140, 44)) as pilot:
+        await pilot.pause()
+        chat = app.screen
+        await pilot.press("escape", "o")
+        await pilot.pause()
+        app.screen.query_one("#set-max_new_tokens", Input).value = "many"
+        app.screen.query_one("#set-stop", Input).value = "###|END"
+        app.screen.query_one("#set-max_new_tokens", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert any("max_new_tokens must be a whole number" in n.message for n in app._notifications)
+        app.screen.query_one("#set-max_new_tokens", Input).value = "32"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is chat and chat.settings.max_new_tokens == 32 and chat.settings.stop == ["###", "END"]
+        assert "max 32 tokens" in screen_text(app) and "stop: ### | END" in screen_text(app)

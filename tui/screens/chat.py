@@ -21,6 +21,7 @@ from tunedeck.tui.screens.chat_dialogs import ModelChoice, ModelPicker, PromptLi
 from tunedeck.tui.widgets.chat_pane import ChatPane
 
 FLUSH_S = 0.05  # streamed text reaches the screen at most 20 times a second
+BACKEND_NAMES = {"adapter": "HF + LoRA", "hf": "HF", "gguf": "GGUF"}
 
 
 @dataclass
@@ -124,8 +125,14 @@ class ChatScreen(Screen[None]):
 
     @staticmethod
     def side_title(choice: ModelChoice, model: dict[str, Any] | None) -> str:
-        name = model["label"] if model else Path(choice.target.model).name
-        return f"{choice.label} · {name}" + (f" ({model['backend']})" if model else "")
+        if model is None:
+            return f"{choice.label} · {Path(choice.target.model).name}"
+        how = BACKEND_NAMES.get(model["backend"], model["backend"])
+        if model["backend"] == "adapter" and not choice.adapter:
+            how = "HF, LoRA off"
+        elif model["backend"] == "gguf" and not choice.adapter:
+            how = "GGUF of the base"
+        return f"{choice.label} · {model['label']} ({how})"
 
     def release_unused(self) -> None:
         used = {s.choice.target for s in self.sides.values() if s.choice}
