@@ -96,6 +96,24 @@ def test_the_resolver_reads_runs_adapters_hf_folders_and_gguf_files(chat_run: Pa
         resolve_chat_model(str(tmp_path / "nothing.bin"), chat_run.parent)
 
 
+def test_a_runs_gguf_export_is_found_by_quant(chat_run: Path, tiny_gguf: Path, tmp_path: Path):
+    import shutil
+
+    run = tmp_path / chat_run.name
+    shutil.copytree(chat_run, run, ignore=shutil.ignore_patterns("eval"))
+    (run / "export").mkdir()
+    for kind in ("f16", "Q8_0"):  # the export's file names: <name>-<kind>.gguf
+        shutil.copy(tiny_gguf, run / "export" / f"{run.name}-{kind}.gguf")
+    chosen = resolve_chat_model(str(run), backend="gguf")
+    assert chosen.backend == "gguf" and chosen.path.endswith("-Q8_0.gguf") and chosen.run == str(run)
+    assert chosen.base_gguf is None and not chosen.has_base  # the base is no builtin: no base GGUF to compare
+    assert resolve_chat_model(str(run), backend="gguf", quant="f16").path.endswith("-f16.gguf")
+    with pytest.raises(RunError, match="no Q4_K_M GGUF.*exported: F16, Q8_0"):
+        resolve_chat_model(str(run), backend="gguf", quant="Q4_K_M")
+    by_file = resolve_chat_model(str(run / "export" / f"{run.name}-Q8_0.gguf"))
+    assert by_file.run == str(run)  # conversations of an exported file go to its run's eval/
+
+
 @pytest.fixture(scope="module")
 def worker(chat_run: Path):
     process = WorkerProcess(str(chat_run))
