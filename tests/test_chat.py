@@ -108,7 +108,7 @@ def test_a_runs_gguf_export_is_found_by_quant(chat_run: Path, tiny_gguf: Path, t
     assert chosen.backend == "gguf" and chosen.path.endswith("-Q8_0.gguf") and chosen.run == str(run)
     assert chosen.base_gguf is None and not chosen.has_base  # the base is no builtin: no base GGUF to compare
     assert resolve_chat_model(str(run), backend="gguf", quant="f16").path.endswith("-f16.gguf")
-    with pytest.raises(RunError, match="no Q4_K_M GGUF.*exported: F16, Q8_0"):
+    with pytest.raises(RunError, match="no Q4_K_M GGUF.*exported: Q8_0, f16"):
         resolve_chat_model(str(run), backend="gguf", quant="Q4_K_M")
     by_file = resolve_chat_model(str(run / "export" / f"{run.name}-Q8_0.gguf"))
     assert by_file.run == str(run)  # conversations of an exported file go to its run's eval/

@@ -92,7 +92,7 @@ def export_gguf(run: RunDir, quant: str | None = None) -> Path:
             if kind(path) == quant.upper():
                 return path
         raise RunError(f"no {quant} GGUF in this run's export", where=str(run.path / "export"),
-                       hint=f"exported: {', '.join(kind(p) for p in files)}")
+                       hint=f"exported: {', '.join(p.stem.rsplit('-', 1)[-1] for p in files)}")
     wanted = [q.upper() for q in run.load_config().export.quantizations]
     ranked = sorted(files, key=lambda p: (wanted.index(kind(p)) if kind(p) in wanted else len(wanted),
                                           kind(p).lower() in FLOAT_GGUF))
