@@ -41,7 +41,7 @@ async def test_chat_pane_streams_compares_side_by_side_and_shows_the_json_badge(
         await pilot.press("c")  # the runs screen: chat with the selected run
         assert await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen))
         screen: ChatScreen = app.screen
-        screen.settings.max_new_tokens = 24
+        screen.settings.max_new_tokens = 96  # long enough to be seen mid-way on a fast machine
         assert await wait_for(pilot, lambda: "ready" in screen_text(app), timeout_s=120)
 
         await type_and_send(pilot, "Who are you?")
@@ -50,8 +50,9 @@ async def test_chat_pane_streams_compares_side_by_side_and_shows_the_json_badge(
         assert await wait_for(pilot, lambda: answers(screen, "A")[0].done is not None, timeout_s=60)
         first = answers(screen, "A")[0]
         assert seen_partial  # text arrived before the answer finished: streamed
-        assert first.done["tokens"] == 24 and first.text.strip()[:20] in screen_text(app)
+        assert first.done["tokens"] > 1 and first.text.strip()[:20] in screen_text(app)
         assert "tok/s" in screen_text(app)
+        screen.settings.max_new_tokens = 24
 
         await pilot.press("escape")  # leave the prompt box: the letter keys act now
         assert not isinstance(screen.focused, type(screen.query_one("#chat-prompt")))

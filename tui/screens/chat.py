@@ -69,6 +69,7 @@ class ChatScreen(Screen[None]):
         self.clients: dict[ChatTarget, ChatClient] = {}
         self.requests: dict[str, tuple[str, bool]] = {}  # request id -> (side, standalone)
         self.counter = itertools.count(1)
+        self.load_failed: set[ChatTarget] = set()
         folder = eval_dir(run, target.model)
         self.conversation = ConversationLog(folder)
         self.library = PromptLibrary(folder)
@@ -153,6 +154,9 @@ class ChatScreen(Screen[None]):
             self.failed(message.target, reply)
         elif kind == "exit":
             self.clients.pop(message.target, None)
+            if message.target in self.load_failed:  # already said why: the model did not load
+                self.load_failed.discard(message.target)
+                return
             self.fail_pending(message.target, "the chat worker ended")
             for side in self.sides_of(message.target):
                 self.sides[side].model = None
@@ -182,6 +186,7 @@ class ChatScreen(Screen[None]):
             if not standalone and self.sides[side].history:
                 self.sides[side].history.pop()  # the unanswered prompt leaves the conversation
         elif reply.get("fatal"):
+            self.load_failed.add(target)
             self.fail_pending(target, "the model did not load")
             for name in self.sides_of(target):
                 self.pane(name).set_state("could not load the model: press m or b to pick another")
