@@ -1,4 +1,4 @@
-"""Worker entry point: `python -m tunedeck.core.worker train RUN_DIR`; runs a job, reports through events."""
+"""Worker entry point: `python -m tunedeck.core.worker train RUN_DIR` (or `chat MODEL`); runs a job, reports events."""
 
 from __future__ import annotations
 
@@ -128,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         from tunedeck.core.inspect.service import main as inspect_main
 
         return inspect_main(argv[1:])
+    if argv[:1] == ["chat"]:  # a long-lived worker speaking JSON lines on stdin/stdout (core/chat/)
+        out = reserve_stdout()
+        _quiet_libraries()
+        from tunedeck.core.chat.worker_loop import serve
+
+        return serve(argv[1:], out)
     parser = argparse.ArgumentParser(prog="python -m tunedeck.core.worker",
-                                     description="Run one tunedeck job for a run directory.")
+                                     description="Run one tunedeck job for a run directory; "
+                                     "`chat MODEL_OR_RUN --help` for the chat worker.")
     parser.add_argument("mode", choices=["train", "export", "probe", "eval"])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")

@@ -15,6 +15,7 @@ from tunedeck.tui.launcher import Launcher, WorkerLauncher
 from tunedeck.tui.screens.runs import RunsScreen
 
 if TYPE_CHECKING:
+    from tunedeck.tui.chat_client import ClientFactory
     from tunedeck.tui.screens.eval import EvalLauncher
     from tunedeck.tui.screens.export import ExportLauncher
 
@@ -26,7 +27,8 @@ class TunedeckApp(App[None]):
 
     def __init__(self, runs_root: Path, preset: str | None = None, attach: str | None = None,
                  launcher: Launcher | None = None, export_launcher: ExportLauncher | None = None,
-                 eval_launcher: EvalLauncher | None = None, inspect_command: CommandFactory | None = None):
+                 eval_launcher: EvalLauncher | None = None, inspect_command: CommandFactory | None = None,
+                 chat_client_factory: ClientFactory | None = None):
         super().__init__()
         self.runs_root = Path(runs_root)
         self.preset = preset
@@ -35,6 +37,7 @@ class TunedeckApp(App[None]):
         self.export_launcher = export_launcher
         self.eval_launcher = eval_launcher
         self.inspect_command = inspect_command  # the dataset inspection worker's command line (tests replay one)
+        self.chat_client_factory = chat_client_factory
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.runs_root))
@@ -76,6 +79,26 @@ class TunedeckApp(App[None]):
             self.notify(exc.one_line(), title="cannot evaluate", severity="error")
             return
         self.push_screen(EvalScreen(run.path, self.eval_launcher or WorkerEvalLauncher()))
+
+    def open_chat(self, run_id: str) -> None:
+        """The chat pane for a run: its fine-tuned model, side by side with its base (or a checkpoint, a GGUF)."""
+        from tunedeck.tui.chat_client import ChatTarget, spawn_worker
+        from tunedeck.tui.screens.chat import ChatScreen
+
+        try:
+            run = find_run(self.runs_root, run_id)
+        except TunedeckError as exc:
+            self.notify(exc.one_line(), title="cannot chat", severity="error")
+            return
+        if not (run.adapter / "adapter_config.json").is_file() and not any(run.checkpoints.glob("checkpoint-*")):
+            self.notify(f"{run_id} has no adapter yet: chat once training saved one", title="cannot chat",
+                        severity="warning")
+            return
+        steps = sorted(int(p.name.split("-")[1]) for p in run.checkpoints.glob("checkpoint-*")
+                       if p.name.split("-")[1].isdigit())
+        newest = None if run.adapter.is_dir() or not steps else str(steps[-1])
+        target = ChatTarget(str(run.path), checkpoint=newest)
+        self.push_screen(ChatScreen(target, self.chat_client_factory or spawn_worker, run=run.path, title=run_id))
 
     def resume_run(self, run_id: str) -> None:
         """Continue a stopped or failed run from its newest complete checkpoint, then watch it."""

@@ -128,9 +128,10 @@ def threads() -> int:
 def gguf_answer(gguf: Path, prompt_ids: list[int], stop_ids: set[int], max_tokens: int) -> dict[str, Any]:
     """A greedy answer from the GGUF, and whether it ended on a stop token or ran into the length limit."""
     import llama_cpp
-    from llama_cpp import Llama
 
-    llm = Llama(str(gguf), n_ctx=len(prompt_ids) + max_tokens + 8, n_threads=threads(), verbose=False)
+    from tunedeck.core.chat.gguf_open import open_llama
+
+    llm = open_llama(str(gguf), n_ctx=len(prompt_ids) + max_tokens + 8, n_threads=threads(), verbose=False)
     tokens: list[int] = []
     started = time.perf_counter()
     first_at = None
@@ -156,10 +157,11 @@ def gguf_answer(gguf: Path, prompt_ids: list[int], stop_ids: set[int], max_token
 def gguf_perplexity(gguf: Path, samples: list[EncodedSample]) -> dict[str, Any]:
     """Perplexity on the assistant tokens of held-out samples (the training eval loss, through llama.cpp)."""
     import numpy as np
-    from llama_cpp import Llama
+
+    from tunedeck.core.chat.gguf_open import open_llama
 
     longest = max(len(s.input_ids) for s in samples)
-    llm = Llama(str(gguf), n_ctx=longest + 8, n_batch=min(512, longest + 8), logits_all=True,
+    llm = open_llama(str(gguf), n_ctx=longest + 8, n_batch=min(512, longest + 8), logits_all=True,
                 n_threads=threads(), verbose=False)
     nll, count, seen = 0.0, 0, 0
     started = time.perf_counter()

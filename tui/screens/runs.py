@@ -46,6 +46,7 @@ class RunsScreen(Screen[None]):
         Binding("s", "stop", "Stop"),
         Binding("u", "resume", "Resume"),
         Binding("e", "export", "Export"),
+        Binding("c", "chat", "Chat"),
         Binding("v", "evaluate", "Evaluate"),
         Binding("d", "delete", "Delete"),
         Binding("r", "refresh", "Refresh"),
@@ -120,6 +121,11 @@ class RunsScreen(Screen[None]):
         run = self.selected_run()
         if run is not None:
             self.app.open_export(run.run_id)
+
+    def action_chat(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.app.open_chat(run.run_id)
 
     def action_evaluate(self) -> None:
         run = self.selected_run()
