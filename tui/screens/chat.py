@@ -211,7 +211,7 @@ class ChatScreen(Screen[None]):
             return
         side_name, standalone = self.requests.pop(turn.request_id)
         side = self.sides[side_name]
-        turn.finish(done)
+        self.pane(side_name).finish(turn, done)
         messages = [*([] if standalone else side.history[:-1]), {"role": "user", "content": turn.prompt}]
         if not standalone:
             side.history.append({"role": "assistant", "content": done.get("text", "")})

@@ -52,6 +52,7 @@ class ChatTurn(Vertical):
         self.request_id = request_id
         self.text = ""
         self.dirty = False
+        self.pieces = 0  # streamed pieces received before the answer finished
         self.done: dict[str, Any] | None = None
         self.settings: dict[str, Any] = {}  # what it was asked with, for the conversation log
 
@@ -62,6 +63,7 @@ class ChatTurn(Vertical):
 
     def append(self, text: str) -> None:
         self.text += text
+        self.pieces += 1
         self.dirty = True
 
     def flush(self) -> bool:
@@ -119,6 +121,11 @@ class ChatPane(Vertical):
         scroll.mount(turn)
         scroll.scroll_end(animate=False)
         return turn
+
+    def finish(self, turn: ChatTurn, done: dict[str, Any]) -> None:
+        """Show a finished answer with its badge line, scrolled into view."""
+        turn.finish(done)
+        self.query_one(VerticalScroll).scroll_end(animate=False)
 
     def clear(self) -> None:
         self.turns.clear()
