@@ -1,4 +1,4 @@
-"""Read a data file (JSON, JSONL, CSV) into rows, naming file and line for anything unreadable."""
+"""Read a data file (JSON, JSONL, CSV, Parquet) into rows, naming file and line for anything unreadable."""
 
 from __future__ import annotations
 
@@ -67,8 +67,10 @@ def read_records(path: Path) -> Records:
         raise DataError(f"cannot read: {exc.strerror}", where=str(path)) from None
     if not raw.strip():
         raise DataError("data file is empty", where=str(path), hint="it needs at least one row")
-    text = _decode(raw, path)
     suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    text = _decode(raw, path)
     if suffix == ".jsonl" or (suffix != ".json" and suffix != ".csv" and _looks_like_jsonl(text)):
         return _read_jsonl(text, str(path))
     if suffix == ".csv":
@@ -103,6 +105,8 @@ def _read_json(text: str, source: str) -> Records:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and text.lstrip().startswith("{"):  # one object per line in a .json file
+            return _read_jsonl(text, source)
         raise DataError(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
             where=f"{source}:{exc.lineno}",
@@ -167,4 +171,19 @@ def _read_csv(text: str, source: str) -> Records:
         records.rows.append(Row(index, reader.line_num, {k: v for k, v in row.items() if k is not None}))
     if not records.rows:
         raise DataError("CSV has a header but no rows", where=source)
+    return records
+
+
+def _read_parquet(path: Path) -> Records:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for damaged files
+        raise DataError(f"cannot read Parquet: {str(exc).splitlines()[0]}", where=str(path),
+                        hint="check that the file is a complete Parquet file") from None
+    if table.num_rows == 0:
+        raise DataError("the Parquet file has no rows", where=str(path), hint="it needs at least one row")
+    records = Records(str(path))
+    records.rows = [Row(index, None, row) for index, row in enumerate(table.to_pylist())]
     return records
