@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,16 +103,14 @@ def _looks_like_jsonl(text: str) -> bool:
 
 
 def _read_json(text: str, source: str) -> Records:
+    if text.lstrip().startswith("["):
+        return _read_json_array(text, source)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and text.lstrip().startswith("{"):  # one object per line in a .json file
             return _read_jsonl(text, source)
-        raise DataError(
-            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-            where=f"{source}:{exc.lineno}",
-            hint="fix the JSON there; for one object per line, name the file .jsonl",
-        ) from None
+        raise _json_error(exc, source) from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
@@ -129,6 +128,47 @@ def _read_json(text: str, source: str) -> Records:
         else:
             records.problems.append(Problem(index, None, f"row is a {type(row).__name__}, expected an object"))
     return records
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _read_json_array(text: str, source: str) -> Records:
+    """A JSON list of rows, read element by element so that each row knows the line it starts on."""
+    decoder = json.JSONDecoder()
+    records = Records(source)
+    at = _JSON_SPACE.match(text, _JSON_SPACE.match(text).end() + 1).end()
+    line, counted = 1 + text.count("\n", 0, at), at
+    if text.startswith("]", at):
+        raise DataError("the list of rows is empty", where=source, hint="it needs at least one row")
+    while True:
+        line, counted = line + text.count("\n", counted, at), at
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            raise _json_error(exc, source) from None
+        if isinstance(value, dict):
+            records.rows.append(Row(len(records.rows) + len(records.problems), line, value))
+        else:
+            records.problems.append(Problem(len(records.rows) + len(records.problems), line,
+                                            f"row is a {type(value).__name__}, expected an object"))
+        at = _JSON_SPACE.match(text, end).end()
+        if text.startswith(",", at):
+            at = _JSON_SPACE.match(text, at + 1).end()
+            continue
+        if text.startswith("]", at) and _JSON_SPACE.match(text, at + 1).end() == len(text):
+            return records
+        error = json.JSONDecodeError("expected ',' or ']' after a row" if not text.startswith("]", at)
+                                     else "extra data after the list", text, at)
+        raise _json_error(error, source)
+
+
+def _json_error(exc: json.JSONDecodeError, source: str) -> DataError:
+    return DataError(
+        f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+        where=f"{source}:{exc.lineno}",
+        hint="fix the JSON there; for one object per line, name the file .jsonl",
+    )
 
 
 def _read_jsonl(text: str, source: str) -> Records:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,9 +13,9 @@ from tunedeck.core.inspect.report import Finding
 NUM_PERM = 64
 SEED = 1
 THRESHOLD = 0.8
-# Words, and CJK characters one by one (those scripts do not separate words with spaces).
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+")
-_M32 = np.uint64(0xFFFFFFFF)
+K = 6  # characters per shingle
+SAMPLE = 8  # keep one K-gram in SAMPLE (chosen by hash; a power of two), ...
+MIN_SHINGLES = 16  # ... unless that leaves a text fewer than this
 
 
 def duplicate_findings(conversations: Sequence[Conversation], threshold: float = THRESHOLD) -> list[Finding]:
@@ -68,14 +66,30 @@ def _prompt_answer(conv: Conversation) -> tuple[str | None, str]:
     return prompt, answer
 
 
-def shingle_hashes(text: str, cache: dict[str, int]) -> np.ndarray:
-    """32-bit hashes of the word bigrams of a text (lower-cased; CJK characters count as words)."""
-    words = _TOKEN.findall(text.lower())
-    hashes = np.fromiter((cache[w] if w in cache else cache.setdefault(w, zlib.crc32(w.encode())) for w in words),
-                         dtype=np.uint64, count=len(words))
-    if len(hashes) < 2:
-        return hashes
-    return (hashes[:-1] * np.uint64(0x9E3779B1) + hashes[1:]) & _M32
+def shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The shingle set of each text as 32-bit hashes: its character K-grams (lower-cased), of which only
+    those whose hash is 0 mod SAMPLE are kept (the same K-grams in every text, so overlaps survive), or all
+    of them for short texts. Returns (hashes, row of each hash), rows ascending."""
+    texts = [text.lower() for text in texts]
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    codes = np.frombuffer("".join(texts).encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+    count = len(codes) - K + 1
+    if count <= 0:
+        return np.zeros(0, np.uint32), np.zeros(0, np.int64)
+    rolling = codes[:count].copy()
+    for offset in range(1, K):
+        rolling *= np.uint32(0x01000193)
+        rolling += codes[offset:offset + count]
+    rolling ^= rolling >> np.uint32(15)
+    rolling *= np.uint32(0x2C1B3C6D)
+    rolling ^= rolling >> np.uint32(12)
+    row_of = np.repeat(np.arange(len(texts), dtype=np.int32), lens)
+    valid = row_of[:count] == row_of[K - 1:]
+    row_of = row_of[:count]
+    sampled = valid & ((rolling & np.uint32(SAMPLE - 1)) == 0)
+    short = np.bincount(row_of[sampled], minlength=len(texts)) < MIN_SHINGLES
+    keep = sampled | (valid & short[row_of])
+    return rolling[keep], row_of[keep].astype(np.int64)
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -97,22 +111,24 @@ def permutations(num_perm: int = NUM_PERM, seed: int = SEED) -> tuple[np.ndarray
     return a.astype(np.uint32), b.astype(np.uint32)
 
 
-def signatures(shingles: Sequence[np.ndarray], num_perm: int = NUM_PERM, seed: int = SEED,
-               block: int = 2048) -> np.ndarray:
-    """MinHash signatures of many shingle sets at once; row i equals datasketch's
-    MinHash(num_perm, seed, hashfunc=int).update_batch(shingles[i]).hashvalues. Empty sets give all-max rows."""
+def signatures(hashes: np.ndarray, rows: np.ndarray, count: int, num_perm: int = NUM_PERM,
+               seed: int = SEED) -> np.ndarray:
+    """MinHash signatures of `count` shingle sets given as (hashes, row of each hash), rows ascending.
+    Row i equals datasketch's MinHash(num_perm, seed, hashfunc=int), update_batch(its hashes), hashvalues;
+    a row without shingles stays all-max."""
     a, b = permutations(num_perm, seed)
-    out = np.full((len(shingles), num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
-    for start in range(0, len(shingles), block):
-        chunk = shingles[start:start + block]
-        sizes = np.fromiter((len(s) for s in chunk), dtype=np.int64, count=len(chunk))
-        filled = np.flatnonzero(sizes)
-        if not len(filled):
-            continue
-        values = _fmix32(np.concatenate([chunk[i] for i in filled]))
-        permuted = values[:, None] * a[None, :] + b[None, :]
-        offsets = np.concatenate(([0], np.cumsum(sizes[filled])[:-1]))
-        out[start + filled] = np.minimum.reduceat(permuted, offsets, axis=0)
+    out = np.full((count, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+    if not len(hashes):
+        return out
+    mixed = _fmix32(hashes)
+    step = max(1, (1 << 22) // num_perm)  # shingles per block, bounding memory
+    for start in range(0, len(mixed), step):
+        block_rows = rows[start:start + step]
+        permuted = mixed[start:start + step, None] * a[None, :] + b[None, :]
+        firsts = np.flatnonzero(np.r_[True, block_rows[1:] != block_rows[:-1]])
+        mins = np.minimum.reduceat(permuted, firsts, axis=0)
+        targets = block_rows[firsts]
+        out[targets] = np.minimum(out[targets], mins)
     return out
 
 
@@ -128,10 +144,9 @@ def near_duplicates(conversations: Sequence[Conversation], threshold: float = TH
     """(index, earlier index) pairs whose estimated Jaccard similarity of word bigrams reaches the threshold."""
     if len(conversations) < 2:
         return []
-    cache: dict[str, int] = {}
-    shingles = [shingle_hashes(" ".join(m.content for m in conv.messages), cache) for conv in conversations]
-    sig = signatures(shingles)
-    empty = np.array([len(s) == 0 for s in shingles])
+    hashes, rows = shingles(["\n".join(m.content for m in conv.messages) for conv in conversations])
+    sig = signatures(hashes, rows, len(conversations))
+    empty = np.bincount(rows, minlength=len(conversations)) == 0
     bands, rows = lsh_bands(threshold)
     candidates: dict[int, set[int]] = {}
     for band in range(bands):

@@ -7,16 +7,19 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
 
 from tunedeck.core.data.conversation import Conversation
 from tunedeck.core.data.tokenize import assistant_spans
-from tunedeck.core.errors import DataError
+from tunedeck.core.inspect.fast_render import ChatRenderer
 from tunedeck.core.inspect.report import Finding, LengthStats
 
 # The pre-tokenizer regex of byte-level BPE (GPT-2 and its descendants), as the tokenizers library spells it.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# A space after whitespace: the only place where cutting text at its spaces could split a pre-token.
+_SPACE_AFTER_SPACE = re.compile(r"\s ")
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
+MAX_CACHED = 64  # longer stretches of text are counted each time rather than kept in the cache
 
 
 @dataclass(slots=True)
@@ -26,33 +29,6 @@ class SampleTokens:
     length: int
     assistant: int
     trained: int
-
-
-class ChatRenderer:
-    """apply_chat_template(tokenize=False) without its per-call overhead: the same compiled jinja template and
-    the same variables (the tokenizer's special tokens), rendered directly."""
-
-    def __init__(self, tokenizer: Any, chat_template: str | None = None):
-        self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
-        if not self.chat_template:
-            raise DataError("the tokenizer has no chat template", where="--template",
-                            hint="pass --template chatml, qwen or llama3 to match how the model was trained")
-        self.tokenizer = tokenizer
-        try:
-            from transformers.utils.chat_template_utils import _compile_jinja_template
-
-            self.template = _compile_jinja_template(self.chat_template)
-            self.variables = dict(tokenizer.special_tokens_map)
-        except Exception:  # noqa: BLE001 - another transformers layout: use the public call
-            self.template = None
-
-    def __call__(self, messages: list[dict], tools: Any, generation_prompt: bool) -> str:
-        if self.template is None:
-            return self.tokenizer.apply_chat_template(messages, tools=tools, tokenize=False,
-                                                      add_generation_prompt=generation_prompt,
-                                                      chat_template=self.chat_template)
-        return self.template.render(messages=messages, tools=tools, documents=None,
-                                    add_generation_prompt=generation_prompt, **self.variables)
 
 
 def _byte_table() -> dict[int, str]:
@@ -78,6 +54,21 @@ class _PieceLengths(dict):
         return count
 
 
+class _ChunkLengths(dict):
+    """Token count of a stretch of text between two spaces (`prefix` + key), counted piece by piece once."""
+
+    def __init__(self, count: Callable[[str], int], prefix: str):
+        super().__init__()
+        self.count = count
+        self.prefix = prefix
+
+    def __missing__(self, chunk: str) -> int:
+        count = self.count(self.prefix + chunk)
+        if len(chunk) <= MAX_CACHED:
+            self[chunk] = count
+        return count
+
+
 class TokenCounter:
     """Exact token counts and token positions of rendered text.
 
@@ -91,13 +82,15 @@ class TokenCounter:
         self.tokenizer = tokenizer
         self.fast = False
         backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
-        if backend is not None and _byte_level_ok(json.loads(backend.to_str())):
+        if backend is not None and _byte_level_ok(_spec(backend)):
             import regex
 
             self.pieces = _PieceLengths(backend.model)
             self.findall = regex.compile(GPT2_PATTERN).findall
             added = sorted({t.content for t in backend.get_added_tokens_decoder().values()}, key=len, reverse=True)
             self.split = re.compile("(" + "|".join(map(re.escape, added)) + ")").split if added else None
+            self.heads = _ChunkLengths(self._count_pieces, "")
+            self.spaced = _ChunkLengths(self._count_pieces, " ")
             self.fast = True
 
     def positions(self, text: str, bounds: Sequence[int]) -> tuple[int, list[int]]:
@@ -111,9 +104,19 @@ class TokenCounter:
         starts = [start for start, _ in encoded["offset_mapping"]]
         return len(encoded["input_ids"]), [bisect_left(starts, b) for b in bounds]
 
+    def _count_pieces(self, text: str) -> int:
+        return sum(map(self.pieces.__getitem__, self.findall(text)))
+
+    def _count(self, text: str) -> int:
+        """Tokens of a stretch of text without added tokens. A space that follows a non-space always starts a
+        new pre-token, so the text is cut at such spaces and each chunk's count is cached."""
+        if _SPACE_AFTER_SPACE.search(text):
+            return self._count_pieces(text)
+        chunks = text.split(" ")
+        return self.heads[chunks[0]] + sum(map(self.spaced.__getitem__, chunks[1:]))
+
     def _fast_positions(self, text: str, bounds: Sequence[int]) -> tuple[int, list[int]] | None:
         parts = self.split(text) if self.split else [text]
-        get = self.pieces.__getitem__
         marks: list[int] = []
         pos = tokens = index = 0
         for number, part in enumerate(parts):
@@ -127,22 +130,43 @@ class TokenCounter:
             if not part:
                 continue
             end = pos + len(part)
-            words = self.findall(part)
-            if index < len(bounds) and bounds[index] < end:
-                starts = list(accumulate(map(len, words), initial=0))
-                counts = list(accumulate(map(get, words), initial=0))
-                while index < len(bounds) and bounds[index] < end:
-                    at = bisect_left(starts, bounds[index] - pos)
-                    if starts[at] != bounds[index] - pos:
-                        return None  # the boundary falls inside a piece: let the tokenizer decide
-                    marks.append(tokens + counts[at])
-                    index += 1
-                tokens += counts[-1]
-            else:
-                tokens += sum(map(get, words))
+            cursor = 0
+            while index < len(bounds) and bounds[index] < end:
+                cut = bounds[index] - pos
+                if cut and not _clean_cut(part, cut):
+                    return None  # the boundary may fall inside a pre-token: let the tokenizer decide
+                tokens += self._count(part[cursor:cut]) if cut > cursor else 0
+                marks.append(tokens)
+                cursor = cut
+                index += 1
+            tokens += self._count(part[cursor:]) if cursor < len(part) else 0
             pos = end
         marks.extend([tokens] * (len(bounds) - index))
         return tokens, marks
+
+
+def _clean_cut(text: str, at: int) -> bool:
+    """True when position `at` of text is a pre-token boundary and both sides tokenize alone as they do
+    together: after a non-space before an ASCII space character, or after a lone line break / tab before a
+    non-space (a longer run of whitespace pre-tokenizes differently when cut off)."""
+    before, after = text[at - 1], text[at]
+    if not before.isspace():
+        return after in _ASCII_SPACE
+    lone = at == 1 or not text[at - 2].isspace()
+    return lone and before in _ASCII_SPACE and before != " " and not after.isspace()
+
+
+def _spec(backend: Any) -> dict[str, Any]:
+    """The parts of a tokenizers.Tokenizer's JSON description that decide whether the shortcut is exact."""
+    def part(component: Any) -> Any:
+        return json.loads(component.__getstate__()) if component is not None else None
+
+    added = [{"lstrip": t.lstrip, "rstrip": t.rstrip, "single_word": t.single_word}
+             for t in backend.get_added_tokens_decoder().values()]
+    model = json.loads(backend.model.__getstate__()) if type(backend.model).__name__ != "BPE" else {
+        "type": "BPE", "dropout": backend.model.dropout}
+    return {"normalizer": part(backend.normalizer), "pre_tokenizer": part(backend.pre_tokenizer), "model": model,
+            "post_processor": part(backend.post_processor), "added_tokens": added}
 
 
 def _byte_level_ok(spec: dict[str, Any]) -> bool:
