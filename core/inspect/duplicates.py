@@ -13,9 +13,9 @@ from tunedeck.core.inspect.report import Finding
 NUM_PERM = 64
 SEED = 1
 THRESHOLD = 0.8
-K = 6  # characters per shingle
-SAMPLE = 8  # keep one K-gram in SAMPLE (chosen by hash; a power of two), ...
-MIN_SHINGLES = 16  # ... unless that leaves a text fewer than this
+GRAM = 8  # bytes per shingle
+SAMPLE = 16  # keep one gram in SAMPLE (chosen by hash; a power of two), ...
+MIN_SHINGLES = 8  # ... unless that leaves a text fewer than this
 
 
 def duplicate_findings(conversations: Sequence[Conversation], threshold: float = THRESHOLD) -> list[Finding]:
@@ -67,29 +67,45 @@ def _prompt_answer(conv: Conversation) -> tuple[str | None, str]:
 
 
 def shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The shingle set of each text as 32-bit hashes: its character K-grams (lower-cased), of which only
-    those whose hash is 0 mod SAMPLE are kept (the same K-grams in every text, so overlaps survive), or all
-    of them for short texts. Returns (hashes, row of each hash), rows ascending."""
-    texts = [text.lower() for text in texts]
-    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    codes = np.frombuffer("".join(texts).encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
-    count = len(codes) - K + 1
-    if count <= 0:
-        return np.zeros(0, np.uint32), np.zeros(0, np.int64)
-    rolling = codes[:count].copy()
-    for offset in range(1, K):
-        rolling *= np.uint32(0x01000193)
-        rolling += codes[offset:offset + count]
-    rolling ^= rolling >> np.uint32(15)
-    rolling *= np.uint32(0x2C1B3C6D)
-    rolling ^= rolling >> np.uint32(12)
-    row_of = np.repeat(np.arange(len(texts), dtype=np.int32), lens)
-    valid = row_of[:count] == row_of[K - 1:]
-    row_of = row_of[:count]
-    sampled = valid & ((rolling & np.uint32(SAMPLE - 1)) == 0)
-    short = np.bincount(row_of[sampled], minlength=len(texts)) < MIN_SHINGLES
-    keep = sampled | (valid & short[row_of])
-    return rolling[keep], row_of[keep].astype(np.int64)
+    """The shingle set of each text as 32-bit hashes: its overlapping 8-byte grams (UTF-8, lower-cased), of
+    which only those whose hash is 0 mod SAMPLE are kept (the same grams in every text, so overlaps survive),
+    or all of them for short texts. Returns (hashes, row of each hash), rows ascending."""
+    encoded = [text.lower().encode("utf-8", errors="surrogatepass") for text in texts]
+    ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+    data = b"".join(encoded) + bytes(GRAM)
+    total = len(data) - GRAM
+    found_hashes, found_starts = [], []
+    for offset in range(GRAM):  # grams starting at offset, offset + GRAM, ...: one uint64 view each, no copy
+        count = (total - offset) // GRAM
+        grams = np.frombuffer(data, dtype=np.uint64, count=count, offset=offset)
+        mixed = (grams * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+        picked = np.flatnonzero((mixed & np.uint64(SAMPLE - 1)) == 0)
+        found_hashes.append(mixed[picked])
+        found_starts.append(picked * GRAM + offset)
+    starts = np.concatenate(found_starts)
+    hashes = np.concatenate(found_hashes)
+    rows = np.searchsorted(ends, starts, side="right")
+    inside = starts + GRAM <= np.r_[ends, 0][rows]  # the gram ends within its own text
+    hashes, rows, starts = hashes[inside], rows[inside], starts[inside]
+    short = np.flatnonzero(np.bincount(rows, minlength=len(texts)) < MIN_SHINGLES)
+    if len(short):  # short texts keep every gram
+        keep = ~np.isin(rows, short)
+        extra = [_all_grams(data, int(ends[r] - len(encoded[r])), int(ends[r])) for r in short]
+        hashes = np.concatenate([hashes[keep], *extra])
+        rows = np.concatenate([rows[keep], *[np.full(len(e), r) for e, r in zip(extra, short, strict=True)]])
+        starts = np.concatenate([starts[keep], *[np.zeros(len(e), np.int64) for e in extra]])
+    order = np.lexsort((starts, rows))
+    return hashes[order].astype(np.uint32), rows[order]
+
+
+def _all_grams(data: bytes, start: int, end: int) -> np.ndarray:
+    if end - start < GRAM:
+        text = data[start:end] + bytes(GRAM - (end - start))
+        return (np.frombuffer(text, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32) \
+            if end > start else np.zeros(0, np.uint64)
+    window = np.lib.stride_tricks.sliding_window_view(np.frombuffer(data, np.uint8, end - start, start), GRAM)
+    grams = window.copy().view(np.uint64).ravel()
+    return (grams * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -121,14 +137,10 @@ def signatures(hashes: np.ndarray, rows: np.ndarray, count: int, num_perm: int =
     if not len(hashes):
         return out
     mixed = _fmix32(hashes)
-    step = max(1, (1 << 22) // num_perm)  # shingles per block, bounding memory
-    for start in range(0, len(mixed), step):
-        block_rows = rows[start:start + step]
-        permuted = mixed[start:start + step, None] * a[None, :] + b[None, :]
-        firsts = np.flatnonzero(np.r_[True, block_rows[1:] != block_rows[:-1]])
-        mins = np.minimum.reduceat(permuted, firsts, axis=0)
-        targets = block_rows[firsts]
-        out[targets] = np.minimum(out[targets], mins)
+    firsts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    targets = rows[firsts]
+    for column in range(num_perm):  # one permutation at a time: 1-D reductions are far faster than 2-D ones
+        out[targets, column] = np.minimum.reduceat(mixed * a[column] + b[column], firsts)
     return out
 
 
