@@ -223,11 +223,31 @@ def test_progress_and_cancel(tmp_path, tokenizer):
     path = write_jsonl(tmp_path / "d.jsonl", [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(3000)])
     seen = []
     inspect_dataset(path, tokenizer=tokenizer, progress=lambda done, total: seen.append((done, total)))
-    assert seen[-1] == (6000, 6000) and all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
+    assert seen[-1] == (3000, 3000) and all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(InspectCancelled):
         inspect_dataset(path, tokenizer=tokenizer, cancel=cancel)
+
+
+def test_large_files_use_every_cpu_with_the_same_report(tmp_path, tokenizer, monkeypatch):
+    from tunedeck.core.inspect import rows as row_work
+
+    rng = random.Random(3)
+    lines = [{"instruction": f"Question {i}: " + " ".join(rng.choice(ODD[12:]) for _ in range(20)),
+              "output": f"Answer {i % 900}" + " word" * rng.randint(0, 60)} for i in range(9000)]
+    lines[5000] = dict(lines[10])
+    path = write_jsonl(tmp_path / "big.jsonl", lines)
+    sequential = inspect_dataset(path, tokenizer=tokenizer, cutoff=48)
+    monkeypatch.setattr(row_work, "PARALLEL_FROM", 1000)
+    if row_work._processes(9000) < 2:
+        pytest.skip("one CPU, or threads running: no processes to fork")
+    parallel = inspect_dataset(path, tokenizer=tokenizer, cutoff=48)
+    assert parallel.to_json() == sequential.to_json()
+    assert parallel.lengths.lengths == sequential.lengths.lengths
+    assert parallel.lengths.trained == sequential.lengths.trained
+    assert ("duplicate", 5000) in {(f.kind, f.row) for f in parallel.findings}
+    assert parallel.lengths.over_cutoff > 0
 
 
 def test_prepare_splits_deterministically_by_content(tmp_path, tokenizer):

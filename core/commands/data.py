@@ -28,7 +28,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     inspect.add_argument("--json", action="store_true", help="print the whole report as JSON")
     inspect.add_argument("--show", type=int, default=20, metavar="N", help="findings listed (default 20)")
     inspect.add_argument("--kind", choices=KINDS, action="append", help="list only findings of this kind")
+    inspect.add_argument("--progress", action="store_true",
+                         help='report progress on stderr as JSON lines {"done": N, "total": M}')
     inspect.set_defaults(func=inspect_command)
+
+    preview = actions.add_parser(
+        "preview", help="show one row exactly as the model sees it, trained parts marked",
+        description="Render one row with the run's chat template and tokenizer. Plain output marks trained "
+                    "(assistant) text with [[ ]] and text past the cutoff with {{ }}; --json prints the "
+                    'segments as [{"text", "trained", "cut"}].')
+    _source_arguments(preview)
+    preview.add_argument("--row", type=int, required=True, help="0-based row of the file")
+    preview.add_argument("--json", action="store_true", help="print the segments as JSON")
+    preview.set_defaults(func=preview_command)
 
     prepare = actions.add_parser(
         "prepare", help="write normalized train/validation/test JSONL and stats.json",
@@ -61,9 +73,13 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
 def inspect_command(args: argparse.Namespace, open_app=None) -> int:
     from tunedeck.core.inspect.inspect import inspect_dataset
 
+    def progress(done: int, total: int) -> None:
+        sys.stderr.write(json.dumps({"done": done, "total": total}) + "\n")
+        sys.stderr.flush()
+
     report = inspect_dataset(args.path, fmt=args.format, dataset_info=args.dataset_info, name=args.name,
                              template=args.template, cutoff=args.cutoff, model=args.model,
-                             system_prompt=args.system)
+                             system_prompt=args.system, progress=progress if args.progress else None)
     if args.json:
         json.dump(report.to_json(), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -117,4 +133,28 @@ def prepare_command(args: argparse.Namespace, open_app=None) -> int:
               f"{result.encoding_fixed} turns repaired" if result.encoding_fixed else ""]
     if any(extras):
         print("; ".join(e for e in extras if e))
+    return 0
+
+
+def preview_command(args: argparse.Namespace, open_app=None) -> int:
+    from tunedeck.core.config import DataConfig
+    from tunedeck.core.errors import DataError
+    from tunedeck.core.inspect.inspect import load_inspect_tokenizer, load_rows
+    from tunedeck.core.inspect.preview import conversation_at, render_sample
+
+    loaded = load_rows(args.path, args.format, args.dataset_info, args.name)
+    conv = conversation_at(loaded.conversations, args.row)
+    if conv is None:
+        raise DataError(f"row {args.row} is not a readable sample", where=loaded.source,
+                        hint=f"rows run from 0 to {loaded.rows - 1}; `tunedeck data inspect` lists unreadable ones")
+    cutoff = args.cutoff or DataConfig.model_fields["cutoff_len"].default
+    segments = render_sample(conv.with_system(args.system), load_inspect_tokenizer(args.model), cutoff,
+                             args.template)
+    if args.json:
+        print(json.dumps([s._asdict() for s in segments], ensure_ascii=False))
+        return 0
+    for segment in segments:
+        text = f"[[{segment.text}]]" if segment.trained else segment.text
+        sys.stdout.write(f"{{{{{text}}}}}" if segment.cut else text)
+    sys.stdout.write("\n")
     return 0

@@ -11,18 +11,17 @@ from typing import Any
 from tunedeck.core.config import DataConfig
 from tunedeck.core.data.conversation import Conversation
 from tunedeck.core.data.formats import FORMATS, Mapping, detect_format, mapping_from_dataset_info, to_conversations
-from tunedeck.core.data.loading import untrainable_reason
 from tunedeck.core.data.records import Problem, read_records
 from tunedeck.core.errors import ConfigError
 from tunedeck.core.inspect.duplicates import duplicate_findings
-from tunedeck.core.inspect.lengths import ChatRenderer, length_findings, measure
-from tunedeck.core.inspect.report import KINDS, InspectReport
-from tunedeck.core.inspect.structure import conversation_findings, schema_findings
-from tunedeck.core.inspect.text_checks import text_findings
+from tunedeck.core.inspect.fast_render import ChatRenderer
+from tunedeck.core.inspect.lengths import TokenCounter, length_findings
+from tunedeck.core.inspect.report import KINDS, Finding, InspectReport
+from tunedeck.core.inspect.rows import RowJob, run_rows, samples_of
+from tunedeck.core.inspect.structure import schema_findings
 from tunedeck.core.templates import TEMPLATES
 
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
-BLOCK = 2048  # rows between progress reports and cancel checks
 Progress = Callable[[int, int], None]
 
 
@@ -121,15 +120,14 @@ def inspect_dataset(path: str | Path, fmt: str | None = None, dataset_info: str 
                     system_prompt: str | None = None) -> InspectReport:
     """Lint every row and measure every sample's tokens as the run will see them.
 
-    `progress(done, total)` is called as rows are processed (total = rows that became conversations);
-    setting `cancel` stops the work at the next block of rows with InspectCancelled.
+    `progress(done, total)` is called after each block of rows (total = rows that became conversations);
+    setting `cancel` stops the work at the next block of rows with InspectCancelled. Large files are
+    processed by one process per CPU (forked, when no other thread runs in this process).
     Unreadable files raise DataError naming the file and line (the CLI's exit code 2).
     """
     cutoff = cutoff or DataConfig.model_fields["cutoff_len"].default
     loaded = load_rows(path, fmt, dataset_info, name)
-    usable = [c.with_system(system_prompt) for c in loaded.conversations if untrainable_reason(c) is None]
-    total = len(loaded.conversations) + len(usable)
-    done = 0
+    total, done = len(loaded.conversations), 0
 
     def tick(count: int) -> None:
         nonlocal done
@@ -142,18 +140,18 @@ def inspect_dataset(path: str | Path, fmt: str | None = None, dataset_info: str 
     if tokenizer is None:
         tokenizer = load_inspect_tokenizer(model)
     template_name, jinja = chat_template_text(tokenizer, template)
-    findings = schema_findings(loaded.problems)
+    job = RowJob(loaded.conversations, TokenCounter(tokenizer), ChatRenderer(tokenizer, jinja), cutoff,
+                 system_prompt)
+    duplicates: list[Finding] = []
+    results = list(run_rows(job, tick, meanwhile=lambda: duplicates.extend(duplicate_findings(loaded.conversations))))
+    findings = schema_findings(loaded.problems) + duplicates
     roles: dict[str, int] = {}
-    for number, conv in enumerate(loaded.conversations, start=1):
-        findings += conversation_findings(conv)
-        findings += text_findings(conv)
-        for message in conv.messages:
-            roles[message.role] = roles.get(message.role, 0) + 1
-        if number % BLOCK == 0:
-            tick(BLOCK)
-    tick(len(loaded.conversations) % BLOCK)
-    findings += duplicate_findings(loaded.conversations)
-    samples = measure(tokenizer, usable, cutoff, tick, ChatRenderer(tokenizer, jinja))
+    for result in results:
+        findings += result.findings
+        for role, count in result.roles.items():
+            roles[role] = roles.get(role, 0) + count
+    indexes, samples = samples_of(results)
+    usable = [loaded.conversations[i] for i in indexes]
     stats, long_findings = length_findings(usable, samples, cutoff)
     findings += long_findings
     order = {kind: number for number, kind in enumerate(KINDS)}

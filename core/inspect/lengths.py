@@ -110,6 +110,8 @@ class TokenCounter:
     def _count(self, text: str) -> int:
         """Tokens of a stretch of text without added tokens. A space that follows a non-space always starts a
         new pre-token, so the text is cut at such spaces and each chunk's count is cached."""
+        if len(text) <= MAX_CACHED:
+            return self.heads[text]  # whole short stretches, such as the template's own text
         if _SPACE_AFTER_SPACE.search(text):
             return self._count_pieces(text)
         chunks = text.split(" ")
