@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -75,7 +76,7 @@ def _processes(rows: int) -> int:
 def run_rows(job: RowJob, tick: Callable[[int], None], meanwhile: Callable[[], None] = lambda: None,
              ) -> Iterator[BlockResult]:
     """Results of every block in row order; `tick(rows)` after each block (it may raise to cancel).
-    `meanwhile` is other work for this process, done while the others process rows."""
+    `meanwhile` is other work for this process, done before any row."""
     global _JOB
     blocks = [(start, min(start + BLOCK, len(job.conversations))) for start in range(0, len(job.conversations), BLOCK)]
     processes = _processes(len(job.conversations))
@@ -86,14 +87,15 @@ def run_rows(job: RowJob, tick: Callable[[int], None], meanwhile: Callable[[], N
             tick(stop - start)
             yield result
         return
+    meanwhile()  # before the fork: run alongside the processes, it would fight them for pages and CPUs
     first = run_block(job, *blocks[0])  # warms the caches that the processes inherit
     tick(BLOCK)
     yield first
     _JOB = job
+    gc.freeze()  # keep the collector from touching (and so copying) every inherited page
     pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
     try:
         futures = {pool.submit(_forked_block, start, stop): number for number, (start, stop) in enumerate(blocks[1:])}
-        meanwhile()
         done: dict[int, BlockResult] = {}
         following = 0
         for future in as_completed(futures):
@@ -105,6 +107,7 @@ def run_rows(job: RowJob, tick: Callable[[int], None], meanwhile: Callable[[], N
                 following += 1
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
         _JOB = None
 
 
