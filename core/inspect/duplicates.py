@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -18,41 +18,71 @@ SAMPLE = 16  # keep one gram in SAMPLE (chosen by hash; a power of two), ...
 MIN_SHINGLES = 8  # ... unless that leaves a text fewer than this
 
 
+RowKey = tuple[int, "int | None", int, "int | None", int]  # row, line, sample hash, prompt hash, answer hash
+
+
+def row_key(conv: Conversation) -> RowKey:
+    """What duplicate checks compare, hashed: the whole sample, the prompt (None without one) and the answer."""
+    prompt, answer = _prompt_answer(conv)
+    return (conv.row, conv.line, hash(_sample_text(conv)), None if prompt is None else hash(prompt), hash(answer))
+
+
+def _sample_text(conv: Conversation) -> str:
+    return conv.key() + "\x1d" + (json.dumps(conv.tools, sort_keys=True) if conv.tools else "")
+
+
 def duplicate_findings(conversations: Sequence[Conversation], threshold: float = THRESHOLD) -> list[Finding]:
     """One finding per row that repeats, nearly repeats, or contradicts an earlier row."""
+    keys = [row_key(conv) for conv in conversations]
+    hashes, rows = shingles([sample_words(conv) for conv in conversations])
+    by_row = {conv.row: conv for conv in conversations}
+    return match_duplicates(keys, hashes, rows, lambda row: by_row[row], threshold)
+
+
+def sample_words(conv: Conversation) -> str:
+    """The text near-duplicate detection compares."""
+    return "\n".join(m.content for m in conv.messages)
+
+
+def match_duplicates(keys: Sequence[RowKey], hashes: np.ndarray, rows: np.ndarray,
+                     conversation: Callable[[int], Conversation], threshold: float = THRESHOLD) -> list[Finding]:
+    """Findings from every sample's key and shingles (`rows` index into `keys`). Equal hashes are confirmed
+    on the conversations themselves (`conversation(row)`), so a hash collision never reports a duplicate."""
     findings: list[Finding] = []
-    first_of: dict[str, int] = {}
-    answer_of: dict[str, tuple[int, str]] = {}
-    unique: list[int] = []
-    for index, conv in enumerate(conversations):
-        key = conv.key() + "\x1d" + (json.dumps(conv.tools, sort_keys=True) if conv.tools else "")
-        earlier = first_of.setdefault(key, index)
-        if earlier != index:
-            other = conversations[earlier]
-            findings.append(Finding("duplicate", "warning", conv.row, conv.line,
-                                    f"the same sample as row {other.row}" + _line(other),
-                                    "remove the repeat (it is trained twice)", other_row=other.row))
+    first_of: dict[int, int] = {}
+    answer_of: dict[int, tuple[int, int]] = {}
+    unique = np.ones(len(keys), dtype=bool)
+    for index, (row, line, sample, prompt, answer) in enumerate(keys):
+        earlier = first_of.setdefault(sample, index)
+        if earlier != index and _sample_text(conversation(keys[earlier][0])) == _sample_text(conversation(row)):
+            other_row, other_line = keys[earlier][:2]
+            findings.append(Finding("duplicate", "warning", row, line,
+                                    f"the same sample as row {other_row}{_line(other_line)}",
+                                    "remove the repeat (it is trained twice)", other_row=other_row))
+            unique[index] = False
             continue
-        unique.append(index)
-        prompt, answer = _prompt_answer(conv)
         if prompt is None:
             continue
         seen = answer_of.setdefault(prompt, (index, answer))
-        if seen[1] != answer:
-            other = conversations[seen[0]]
-            findings.append(Finding("conflict", "warning", conv.row, conv.line,
-                                    f"the same prompt as row {other.row}{_line(other)} with a different answer",
-                                    "keep the better answer, or make the prompts differ", other_row=other.row))
-    for index, earlier in near_duplicates([conversations[i] for i in unique], threshold):
-        conv, other = conversations[unique[index]], conversations[unique[earlier]]
-        findings.append(Finding("near_duplicate", "info", conv.row, conv.line,
-                                f"nearly the same sample as row {other.row}{_line(other)}",
-                                "check whether both rows are needed", other_row=other.row))
+        if seen[1] != answer and _prompt_answer(conversation(keys[seen[0]][0]))[0] == _prompt_answer(
+                conversation(row))[0]:
+            other_row, other_line = keys[seen[0]][:2]
+            findings.append(Finding("conflict", "warning", row, line, f"the same prompt as row {other_row}"
+                                    f"{_line(other_line)} with a different answer",
+                                    "keep the better answer, or make the prompts differ", other_row=other_row))
+    keep = unique[rows] if len(rows) else np.zeros(0, dtype=bool)
+    positions = np.flatnonzero(unique)
+    remap = np.cumsum(unique) - 1
+    for index, earlier in near_pairs(hashes[keep], remap[rows[keep]], len(positions), threshold):
+        (row, line), (other_row, other_line) = keys[positions[index]][:2], keys[positions[earlier]][:2]
+        findings.append(Finding("near_duplicate", "info", row, line,
+                                f"nearly the same sample as row {other_row}{_line(other_line)}",
+                                "check whether both rows are needed", other_row=other_row))
     return findings
 
 
-def _line(conv: Conversation) -> str:
-    return f" (line {conv.line})" if conv.line else ""
+def _line(line: int | None) -> str:
+    return f" (line {line})" if line else ""
 
 
 def _prompt_answer(conv: Conversation) -> tuple[str | None, str]:
@@ -153,12 +183,18 @@ def lsh_bands(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
 
 
 def near_duplicates(conversations: Sequence[Conversation], threshold: float = THRESHOLD) -> list[tuple[int, int]]:
-    """(index, earlier index) pairs whose estimated Jaccard similarity of word bigrams reaches the threshold."""
-    if len(conversations) < 2:
+    """(index, earlier index) pairs whose estimated Jaccard similarity of shingles reaches the threshold."""
+    hashes, rows = shingles([sample_words(conv) for conv in conversations])
+    return near_pairs(hashes, rows, len(conversations), threshold)
+
+
+def near_pairs(hashes: np.ndarray, rows: np.ndarray, count: int,
+               threshold: float = THRESHOLD) -> list[tuple[int, int]]:
+    """MinHash LSH over `count` shingle sets: (index, earlier index) pairs at or above the threshold."""
+    if count < 2:
         return []
-    hashes, rows = shingles(["\n".join(m.content for m in conv.messages) for conv in conversations])
-    sig = signatures(hashes, rows, len(conversations))
-    empty = np.bincount(rows, minlength=len(conversations)) == 0
+    sig = signatures(hashes, rows, count)
+    empty = np.bincount(rows, minlength=count) == 0
     bands, rows = lsh_bands(threshold)
     candidates: dict[int, set[int]] = {}
     for band in range(bands):

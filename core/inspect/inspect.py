@@ -11,13 +11,12 @@ from typing import Any
 from tunedeck.core.config import DataConfig
 from tunedeck.core.data.conversation import Conversation
 from tunedeck.core.data.formats import FORMATS, Mapping, detect_format, mapping_from_dataset_info, to_conversations
-from tunedeck.core.data.records import Problem, read_records
+from tunedeck.core.data.records import Problem, Records, read_records
 from tunedeck.core.errors import ConfigError
-from tunedeck.core.inspect.duplicates import duplicate_findings
 from tunedeck.core.inspect.fast_render import ChatRenderer
 from tunedeck.core.inspect.lengths import TokenCounter, length_findings
-from tunedeck.core.inspect.report import KINDS, Finding, InspectReport
-from tunedeck.core.inspect.rows import RowJob, run_rows, samples_of
+from tunedeck.core.inspect.report import KINDS, InspectReport
+from tunedeck.core.inspect.rows import RowJob, duplicates_of, run_rows, samples_of
 from tunedeck.core.inspect.structure import schema_findings
 from tunedeck.core.templates import TEMPLATES
 
@@ -40,9 +39,9 @@ class LoadedRows:
     problems: list[Problem]
 
 
-def load_rows(path: str | Path, fmt: str | None = None, dataset_info: str | Path | None = None,
-              name: str | None = None) -> LoadedRows:
-    """Read a file (or a dataset_info.json entry) into conversations; unreadable files raise DataError."""
+def read_source(path: str | Path, fmt: str | None = None, dataset_info: str | Path | None = None,
+                name: str | None = None) -> tuple[Records, Mapping]:
+    """The rows of a file (or of a dataset_info.json entry) and how they map onto conversations."""
     if dataset_info:
         if not name:
             raise ConfigError("--dataset-info needs --name: the entry to read", where=str(dataset_info))
@@ -50,16 +49,20 @@ def load_rows(path: str | Path, fmt: str | None = None, dataset_info: str | Path
         file, mapping = mapping_from_dataset_info(info, name)
         if not path or Path(path).expanduser().is_dir() or Path(path).expanduser().resolve() == info.resolve():
             path = file  # the entry's own file_name, next to dataset_info.json
-    else:
-        mapping = None
-    path = Path(path).expanduser()
-    records = read_records(path)
-    if mapping is None:
-        if fmt not in (None, "auto") and fmt not in FORMATS:
-            raise ConfigError(f"unknown format '{fmt}'", where="--format", hint=f"use one of {', '.join(FORMATS)}")
-        mapping = Mapping.default(detect_format(records) if fmt in (None, "auto") else fmt)
+        records = read_records(Path(path).expanduser())
+        return records, mapping
+    records = read_records(Path(path).expanduser())
+    if fmt not in (None, "auto") and fmt not in FORMATS:
+        raise ConfigError(f"unknown format '{fmt}'", where="--format", hint=f"use one of {', '.join(FORMATS)}")
+    return records, Mapping.default(detect_format(records) if fmt in (None, "auto") else fmt)
+
+
+def load_rows(path: str | Path, fmt: str | None = None, dataset_info: str | Path | None = None,
+              name: str | None = None) -> LoadedRows:
+    """Read a file (or a dataset_info.json entry) into conversations; unreadable files raise DataError."""
+    records, mapping = read_source(path, fmt, dataset_info, name)
     conversations, problems = to_conversations(records, mapping)
-    return LoadedRows(str(path), mapping.name or mapping.formatting, len(records.rows) + len(records.problems),
+    return LoadedRows(records.source, mapping.name or mapping.formatting, len(records.rows) + len(records.problems),
                       conversations, sorted(problems, key=lambda p: p.row))
 
 
@@ -126,8 +129,8 @@ def inspect_dataset(path: str | Path, fmt: str | None = None, dataset_info: str 
     Unreadable files raise DataError naming the file and line (the CLI's exit code 2).
     """
     cutoff = cutoff or DataConfig.model_fields["cutoff_len"].default
-    loaded = load_rows(path, fmt, dataset_info, name)
-    total, done = len(loaded.conversations), 0
+    records, mapping = read_source(path, fmt, dataset_info, name)
+    total, done = len(records.rows), 0
 
     def tick(count: int) -> None:
         nonlocal done
@@ -140,23 +143,22 @@ def inspect_dataset(path: str | Path, fmt: str | None = None, dataset_info: str 
     if tokenizer is None:
         tokenizer = load_inspect_tokenizer(model)
     template_name, jinja = chat_template_text(tokenizer, template)
-    job = RowJob(loaded.conversations, TokenCounter(tokenizer), ChatRenderer(tokenizer, jinja), cutoff,
+    job = RowJob(records.rows, mapping, TokenCounter(tokenizer), ChatRenderer(tokenizer, jinja), cutoff,
                  system_prompt)
-    duplicates: list[Finding] = []
-    results = list(run_rows(job, tick, meanwhile=lambda: duplicates.extend(duplicate_findings(loaded.conversations))))
-    findings = schema_findings(loaded.problems) + duplicates
+    results = list(run_rows(job, tick))
+    findings = schema_findings(records.problems) + duplicates_of(results, job)
     roles: dict[str, int] = {}
     for result in results:
         findings += result.findings
         for role, count in result.roles.items():
             roles[role] = roles.get(role, 0) + count
-    indexes, samples = samples_of(results)
-    usable = [loaded.conversations[i] for i in indexes]
-    stats, long_findings = length_findings(usable, samples, cutoff)
+    where, samples = samples_of(results)
+    stats, long_findings = length_findings(where, samples, cutoff)
     findings += long_findings
     order = {kind: number for number, kind in enumerate(KINDS)}
     findings.sort(key=lambda f: (f.row, order.get(f.kind, len(order))))
     if progress is not None:
         progress(total, total)
-    return InspectReport(loaded.source, loaded.format, loaded.rows, len(usable), template_name, stats,
+    return InspectReport(records.source, mapping.name or mapping.formatting, len(records.rows) + len(records.problems),
+                         len(samples), template_name, stats,
                          findings, roles)

@@ -209,26 +209,27 @@ def measure(tokenizer: Any, conversations: Sequence[Conversation], cutoff: int,
     return out
 
 
-def length_findings(conversations: Sequence[Conversation], samples: Sequence[SampleTokens],
+def length_findings(where: Sequence[tuple[int, int | None]], samples: Sequence[SampleTokens],
                     cutoff: int) -> tuple[LengthStats, list[Finding]]:
+    """Length statistics and the truncated / assistant_lost findings; `where` is each sample's (row, line)."""
     findings: list[Finding] = []
     over = lost = 0
-    for conv, sample in zip(conversations, samples, strict=True):
+    for (row, line), sample in zip(where, samples, strict=True):
         if sample.length <= cutoff:
             continue
         over += 1
         if sample.assistant and not sample.trained:
             lost += 1
-            findings.append(Finding("assistant_lost", "error", conv.row, conv.line,
+            findings.append(Finding("assistant_lost", "error", row, line,
                                     f"{sample.length} tokens: every assistant token is past the cutoff of {cutoff}, "
                                     "training drops this sample",
                                     fix="shorten the prompt or raise --cutoff"))
         else:
             kept = f"{sample.trained} of {sample.assistant}" if sample.assistant else "no"
-            findings.append(Finding("truncated", "warning", conv.row, conv.line,
+            findings.append(Finding("truncated", "warning", row, line,
                                     f"{sample.length} tokens, longer than the cutoff of {cutoff}: "
                                     f"{sample.length - cutoff} cut away, {kept} assistant tokens kept",
                                     fix=f"raise --cutoff to {sample.length} or shorten the sample"))
     stats = LengthStats([s.length for s in samples], [s.trained for s in samples], cutoff, over, lost,
-                        [c.row for c in conversations])
+                        [row for row, _ in where])
     return stats, findings

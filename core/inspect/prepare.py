@@ -147,6 +147,7 @@ def _token_stats(groups: dict[str, list[Conversation]], tokenizer: Any, template
     stats: dict[str, Any] = {"template": template_name}
     for split_key, convs in groups.items():
         if convs:
-            lengths, _ = length_findings(convs, measure(tokenizer, convs, cutoff, render=render), cutoff)
+            where = [(c.row, c.line) for c in convs]
+            lengths, _ = length_findings(where, measure(tokenizer, convs, cutoff, render=render), cutoff)
             stats[split_key] = lengths.summary() | {"trained": sum(lengths.trained)}
     return stats

@@ -10,12 +10,16 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from tunedeck.core.data.conversation import Conversation
+import numpy as np
+
+from tunedeck.core.data.formats import Mapping, convert_row
 from tunedeck.core.data.loading import untrainable_reason
+from tunedeck.core.data.records import Problem, Row
+from tunedeck.core.inspect.duplicates import RowKey, match_duplicates, row_key, sample_words, shingles
 from tunedeck.core.inspect.fast_render import ChatRenderer
 from tunedeck.core.inspect.lengths import SampleTokens, TokenCounter, measure_sample
 from tunedeck.core.inspect.report import Finding
-from tunedeck.core.inspect.structure import conversation_findings
+from tunedeck.core.inspect.structure import conversation_findings, schema_findings
 from tunedeck.core.inspect.text_checks import text_findings
 
 BLOCK = 4096  # rows per block: the unit of progress, cancel checks and work handed to a process
@@ -26,7 +30,8 @@ PARALLEL_FROM = 20_000  # fewer rows than this are not worth starting processes 
 class RowJob:
     """Everything a block of rows needs; a forked process inherits it (caches included) without copying."""
 
-    conversations: Sequence[Conversation]
+    rows: Sequence[Row]
+    mapping: Mapping
     counter: TokenCounter
     render: ChatRenderer
     cutoff: int
@@ -37,24 +42,35 @@ class RowJob:
 class BlockResult:
     findings: list[Finding] = field(default_factory=list)
     roles: dict[str, int] = field(default_factory=dict)
-    samples: list[tuple[int, int, int, int]] = field(default_factory=list)  # index, length, assistant, trained
+    samples: list[tuple[int, int | None, int, int, int]] = field(default_factory=list)  # row, line, 3 counts
+    keys: list[RowKey] = field(default_factory=list)  # one per conversation, for duplicate checks
+    shingles: tuple[np.ndarray, np.ndarray] | None = None  # near-duplicate shingles; rows index `keys`
 
 
 _JOB: RowJob | None = None  # the job of the forked pool's processes
 
 
 def run_block(job: RowJob, start: int, stop: int) -> BlockResult:
-    """Lint rows [start, stop) and count the tokens of those training would use."""
+    """Convert rows [start, stop) to conversations, lint them, key them for the duplicate checks, and count
+    the tokens of those training would use."""
     out = BlockResult()
-    for index in range(start, min(stop, len(job.conversations))):
-        conv = job.conversations[index]
+    texts = []
+    for row in job.rows[start:stop]:
+        try:
+            conv = convert_row(row, job.mapping)
+        except ValueError as exc:
+            out.findings += schema_findings([Problem(row.index, row.line, str(exc))])
+            continue
         out.findings += conversation_findings(conv)
         out.findings += text_findings(conv)
         for message in conv.messages:
             out.roles[message.role] = out.roles.get(message.role, 0) + 1
+        out.keys.append(row_key(conv))
+        texts.append(sample_words(conv))
         if untrainable_reason(conv) is None:
             sample = measure_sample(job.counter, job.render, conv.with_system(job.system_prompt), job.cutoff)
-            out.samples.append((index, sample.length, sample.assistant, sample.trained))
+            out.samples.append((row.index, row.line, sample.length, sample.assistant, sample.trained))
+    out.shingles = shingles(texts)
     return out
 
 
@@ -73,23 +89,19 @@ def _processes(rows: int) -> int:
     return min(cpus, 8) if rows >= PARALLEL_FROM and forkable and cpus > 1 else 1
 
 
-def run_rows(job: RowJob, tick: Callable[[int], None], meanwhile: Callable[[], None] = lambda: None,
-             ) -> Iterator[BlockResult]:
-    """Results of every block in row order; `tick(rows)` after each block (it may raise to cancel).
-    `meanwhile` is other work for this process, done before any row."""
+def run_rows(job: RowJob, tick: Callable[[int], None]) -> Iterator[BlockResult]:
+    """Results of every block in row order; `tick(rows)` after each block (it may raise to cancel)."""
     global _JOB
-    blocks = [(start, min(start + BLOCK, len(job.conversations))) for start in range(0, len(job.conversations), BLOCK)]
-    processes = _processes(len(job.conversations))
+    blocks = [(start, min(start + BLOCK, len(job.rows))) for start in range(0, len(job.rows), BLOCK)]
+    processes = _processes(len(job.rows))
     if processes == 1 or len(blocks) < 2:
-        meanwhile()
         for start, stop in blocks:
             result = run_block(job, start, stop)
             tick(stop - start)
             yield result
         return
-    meanwhile()  # before the fork: run alongside the processes, it would fight them for pages and CPUs
     first = run_block(job, *blocks[0])  # warms the caches that the processes inherit
-    tick(BLOCK)
+    tick(blocks[0][1] - blocks[0][0])
     yield first
     _JOB = job
     gc.freeze()  # keep the collector from touching (and so copying) every inherited page
@@ -111,10 +123,25 @@ def run_rows(job: RowJob, tick: Callable[[int], None], meanwhile: Callable[[], N
         _JOB = None
 
 
-def samples_of(results: Sequence[BlockResult]) -> tuple[list[int], list[SampleTokens]]:
-    indexes, samples = [], []
+def samples_of(results: Sequence[BlockResult]) -> tuple[list[tuple[int, int | None]], list[SampleTokens]]:
+    """(row, line) and token counts of every trainable sample, in row order."""
+    where, samples = [], []
     for result in results:
-        for index, length, assistant, trained in result.samples:
-            indexes.append(index)
+        for row, line, length, assistant, trained in result.samples:
+            where.append((row, line))
             samples.append(SampleTokens(length, assistant, trained))
-    return indexes, samples
+    return where, samples
+
+
+def duplicates_of(results: Sequence[BlockResult], job: RowJob) -> list[Finding]:
+    """Duplicate, conflict and near-duplicate findings across all blocks."""
+    keys: list[RowKey] = []
+    hashes, rows = [], []
+    for result in results:
+        assert result.shingles is not None
+        hashes.append(result.shingles[0])
+        rows.append(result.shingles[1] + len(keys))
+        keys += result.keys
+    by_index = {row.index: row for row in job.rows}
+    return match_duplicates(keys, np.concatenate(hashes), np.concatenate(rows),
+                            lambda index: convert_row(by_index[index], job.mapping))
