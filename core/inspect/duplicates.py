@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -34,9 +35,15 @@ def _sample_text(conv: Conversation) -> str:
 def duplicate_findings(conversations: Sequence[Conversation], threshold: float = THRESHOLD) -> list[Finding]:
     """One finding per row that repeats, nearly repeats, or contradicts an earlier row."""
     keys = [row_key(conv) for conv in conversations]
-    hashes, rows = shingles([sample_words(conv) for conv in conversations])
+    sig, empty = sample_signatures([sample_words(conv) for conv in conversations])
     by_row = {conv.row: conv for conv in conversations}
-    return match_duplicates(keys, hashes, rows, lambda row: by_row[row], threshold)
+    return match_duplicates(keys, sig, empty, lambda row: by_row[row], threshold)
+
+
+def sample_signatures(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """MinHash signatures of texts, and which texts had no shingle at all."""
+    hashes, rows = shingles(texts)
+    return signatures(hashes, rows, len(texts)), np.bincount(rows, minlength=len(texts)) == 0
 
 
 def sample_words(conv: Conversation) -> str:
@@ -44,10 +51,11 @@ def sample_words(conv: Conversation) -> str:
     return "\n".join(m.content for m in conv.messages)
 
 
-def match_duplicates(keys: Sequence[RowKey], hashes: np.ndarray, rows: np.ndarray,
+def match_duplicates(keys: Sequence[RowKey], sig: np.ndarray, empty: np.ndarray,
                      conversation: Callable[[int], Conversation], threshold: float = THRESHOLD) -> list[Finding]:
-    """Findings from every sample's key and shingles (`rows` index into `keys`). Equal hashes are confirmed
-    on the conversations themselves (`conversation(row)`), so a hash collision never reports a duplicate."""
+    """Findings from every sample's key and MinHash signature (`sig[i]`, `empty[i]` for keys[i]). Equal
+    hashes are confirmed on the conversations themselves (`conversation(row)`), so a hash collision never
+    reports a duplicate."""
     findings: list[Finding] = []
     first_of: dict[int, int] = {}
     answer_of: dict[int, tuple[int, int]] = {}
@@ -70,10 +78,8 @@ def match_duplicates(keys: Sequence[RowKey], hashes: np.ndarray, rows: np.ndarra
             findings.append(Finding("conflict", "warning", row, line, f"the same prompt as row {other_row}"
                                     f"{_line(other_line)} with a different answer",
                                     "keep the better answer, or make the prompts differ", other_row=other_row))
-    keep = unique[rows] if len(rows) else np.zeros(0, dtype=bool)
     positions = np.flatnonzero(unique)
-    remap = np.cumsum(unique) - 1
-    for index, earlier in near_pairs(hashes[keep], remap[rows[keep]], len(positions), threshold):
+    for index, earlier in similar_pairs(sig[positions], empty[positions], threshold):
         (row, line), (other_row, other_line) = keys[positions[index]][:2], keys[positions[earlier]][:2]
         findings.append(Finding("near_duplicate", "info", row, line,
                                 f"nearly the same sample as row {other_row}{_line(other_line)}",
@@ -149,6 +155,7 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h
 
 
+@lru_cache(maxsize=4)
 def permutations(num_perm: int = NUM_PERM, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
     """datasketch's affine32 permutation parameters (a odd, b) for this seed."""
     from datasketch import MinHash
@@ -174,6 +181,7 @@ def signatures(hashes: np.ndarray, rows: np.ndarray, count: int, num_perm: int =
     return out
 
 
+@lru_cache(maxsize=4)
 def lsh_bands(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
     """datasketch's choice of (bands, rows per band) for this threshold."""
     from datasketch import MinHashLSH
@@ -191,10 +199,15 @@ def near_duplicates(conversations: Sequence[Conversation], threshold: float = TH
 def near_pairs(hashes: np.ndarray, rows: np.ndarray, count: int,
                threshold: float = THRESHOLD) -> list[tuple[int, int]]:
     """MinHash LSH over `count` shingle sets: (index, earlier index) pairs at or above the threshold."""
-    if count < 2:
-        return []
-    sig = signatures(hashes, rows, count)
     empty = np.bincount(rows, minlength=count) == 0
+    return similar_pairs(signatures(hashes, rows, count), empty, threshold)
+
+
+def similar_pairs(sig: np.ndarray, empty: np.ndarray, threshold: float = THRESHOLD) -> list[tuple[int, int]]:
+    """LSH banding over MinHash signatures (rows with `empty` set are never reported):
+    (index, earlier index) pairs whose estimated Jaccard similarity reaches the threshold."""
+    if len(sig) < 2:
+        return []
     bands, rows = lsh_bands(threshold)
     candidates: dict[int, set[int]] = {}
     for band in range(bands):

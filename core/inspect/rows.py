@@ -15,14 +15,15 @@ import numpy as np
 from tunedeck.core.data.formats import Mapping, convert_row
 from tunedeck.core.data.loading import untrainable_reason
 from tunedeck.core.data.records import Problem, Row
-from tunedeck.core.inspect.duplicates import RowKey, match_duplicates, row_key, sample_words, shingles
+from tunedeck.core.inspect.duplicates import RowKey, match_duplicates, row_key, sample_signatures, sample_words
 from tunedeck.core.inspect.fast_render import ChatRenderer
 from tunedeck.core.inspect.lengths import SampleTokens, TokenCounter, measure_sample
 from tunedeck.core.inspect.report import Finding
 from tunedeck.core.inspect.structure import conversation_findings, schema_findings
 from tunedeck.core.inspect.text_checks import text_findings
 
-BLOCK = 4096  # rows per block: the unit of progress, cancel checks and work handed to a process
+BLOCK = 2048  # rows per block: the unit of progress, cancel checks and work handed to a process
+WARM_UP = 512  # rows done here before forking, so that every process inherits filled caches
 PARALLEL_FROM = 20_000  # fewer rows than this are not worth starting processes for
 
 
@@ -44,7 +45,7 @@ class BlockResult:
     roles: dict[str, int] = field(default_factory=dict)
     samples: list[tuple[int, int | None, int, int, int]] = field(default_factory=list)  # row, line, 3 counts
     keys: list[RowKey] = field(default_factory=list)  # one per conversation, for duplicate checks
-    shingles: tuple[np.ndarray, np.ndarray] | None = None  # near-duplicate shingles; rows index `keys`
+    signatures: tuple[np.ndarray, np.ndarray] | None = None  # MinHash signature and emptiness, per key
 
 
 _JOB: RowJob | None = None  # the job of the forked pool's processes
@@ -61,16 +62,17 @@ def run_block(job: RowJob, start: int, stop: int) -> BlockResult:
         except ValueError as exc:
             out.findings += schema_findings([Problem(row.index, row.line, str(exc))])
             continue
-        out.findings += conversation_findings(conv)
+        reason = untrainable_reason(conv)
+        out.findings += conversation_findings(conv, reason)
         out.findings += text_findings(conv)
         for message in conv.messages:
             out.roles[message.role] = out.roles.get(message.role, 0) + 1
         out.keys.append(row_key(conv))
         texts.append(sample_words(conv))
-        if untrainable_reason(conv) is None:
+        if reason is None:
             sample = measure_sample(job.counter, job.render, conv.with_system(job.system_prompt), job.cutoff)
             out.samples.append((row.index, row.line, sample.length, sample.assistant, sample.trained))
-    out.shingles = shingles(texts)
+    out.signatures = sample_signatures(texts)
     return out
 
 
@@ -92,8 +94,10 @@ def _processes(rows: int) -> int:
 def run_rows(job: RowJob, tick: Callable[[int], None]) -> Iterator[BlockResult]:
     """Results of every block in row order; `tick(rows)` after each block (it may raise to cancel)."""
     global _JOB
-    blocks = [(start, min(start + BLOCK, len(job.rows))) for start in range(0, len(job.rows), BLOCK)]
     processes = _processes(len(job.rows))
+    first = WARM_UP if processes > 1 else 0
+    blocks = [(0, first)] if first else []
+    blocks += [(start, min(start + BLOCK, len(job.rows))) for start in range(first, len(job.rows), BLOCK)]
     if processes == 1 or len(blocks) < 2:
         for start, stop in blocks:
             result = run_block(job, start, stop)
@@ -136,12 +140,15 @@ def samples_of(results: Sequence[BlockResult]) -> tuple[list[tuple[int, int | No
 def duplicates_of(results: Sequence[BlockResult], job: RowJob) -> list[Finding]:
     """Duplicate, conflict and near-duplicate findings across all blocks."""
     keys: list[RowKey] = []
-    hashes, rows = [], []
     for result in results:
-        assert result.shingles is not None
-        hashes.append(result.shingles[0])
-        rows.append(result.shingles[1] + len(keys))
         keys += result.keys
-    by_index = {row.index: row for row in job.rows}
-    return match_duplicates(keys, np.concatenate(hashes), np.concatenate(rows),
-                            lambda index: convert_row(by_index[index], job.mapping))
+    sig = np.concatenate([r.signatures[0] for r in results if r.signatures is not None])
+    empty = np.concatenate([r.signatures[1] for r in results if r.signatures is not None])
+    by_index: dict[int, Row] = {}
+
+    def conversation(index: int):  # only rows whose hashes match are converted again, to confirm
+        if not by_index:
+            by_index.update((row.index, row) for row in job.rows)
+        return convert_row(by_index[index], job.mapping)
+
+    return match_duplicates(keys, sig, empty, conversation)

@@ -24,9 +24,14 @@ def schema_findings(problems: Iterable[Problem]) -> list[Finding]:
     return out
 
 
-def conversation_findings(conv: Conversation) -> list[Finding]:
-    """Empty turns and role-order problems of one conversation; errors for what training would drop."""
-    reason = untrainable_reason(conv)
+_UNSET = object()
+
+
+def conversation_findings(conv: Conversation, reason: str | None | object = _UNSET) -> list[Finding]:
+    """Empty turns and role-order problems of one conversation; errors for what training would drop.
+    `reason` is untrainable_reason(conv) when the caller has it already."""
+    if reason is _UNSET:
+        reason = untrainable_reason(conv)
     out = _empty_turns(conv, reason)
     out += _role_order(conv)
     if reason and not any(f.severity == "error" for f in out):
