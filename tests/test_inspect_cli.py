@@ -54,7 +54,7 @@ def test_unreadable_file_exits_2_with_one_line_naming_file_line_and_fix(tmp_path
     result = run_cli(tunedeck_cmd, "data", "inspect", broken)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"tunedeck: {broken}:3: invalid JSON at line 3 column 22: Expecting ',' delimiter "
+        f"tunedeck: {broken}:3: invalid JSON at line 3 column 23: Expecting ',' delimiter "
         "(fix the JSON there; for one object per line, name the file .jsonl)"]
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes(b'{"instruction": "ok", "output": "ok"}\n{"instruction": "caf\xe9", "output": "x"}\n')

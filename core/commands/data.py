@@ -101,7 +101,8 @@ def format_report(report: InspectReport, show: int = 20, kinds: list[str] | None
         lines.append(f"cutoff {s['cutoff']}: {s['over_cutoff']} samples longer (cut), {s['assistant_lost']} lose "
                      "their whole answer (dropped)")
     severities = {sev: sum(1 for f in report.findings if f.severity == sev) for sev in ("error", "warning", "info")}
-    lines.append("findings: " + ", ".join(f"{n} {sev}{'s' if n != 1 else ''}" for sev, n in severities.items()))
+    lines.append("findings: " + ", ".join(f"{n} {sev}{'s' if n != 1 and sev != 'info' else ''}"
+                                          for sev, n in severities.items()))
     if report.findings:
         lines.append("  " + ", ".join(f"{kind} {n}" for kind, n in report.counts().items()))
     listed = [f for f in report.findings if not kinds or f.kind in kinds]
@@ -153,8 +154,7 @@ def preview_command(args: argparse.Namespace, open_app=None) -> int:
     if args.json:
         print(json.dumps([s._asdict() for s in segments], ensure_ascii=False))
         return 0
-    for segment in segments:
-        text = f"[[{segment.text}]]" if segment.trained else segment.text
-        sys.stdout.write(f"{{{{{text}}}}}" if segment.cut else text)
-    sys.stdout.write("\n")
+    kept = "".join(f"[[{s.text}]]" if s.trained else s.text for s in segments if not s.cut)
+    cut = "".join(f"[[{s.text}]]" if s.trained else s.text for s in segments if s.cut)
+    print(kept + (f"{{{{{cut}}}}}" if cut else ""))
     return 0

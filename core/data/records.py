@@ -182,7 +182,7 @@ def _read_jsonl(text: str, source: str) -> Records:
             row += 1
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             records.problems.append(Problem(row, number, f"invalid JSON at column {exc.colno}: {exc.msg}"))
             row += 1

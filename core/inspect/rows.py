@@ -23,7 +23,7 @@ from tunedeck.core.inspect.structure import conversation_findings, schema_findin
 from tunedeck.core.inspect.text_checks import text_findings
 
 BLOCK = 2048  # rows per block: the unit of progress, cancel checks and work handed to a process
-WARM_UP = 512  # rows done here before forking, so that every process inherits filled caches
+WARM_UP = 256  # rows done here before forking, so that every process inherits filled caches
 PARALLEL_FROM = 20_000  # fewer rows than this are not worth starting processes for
 
 

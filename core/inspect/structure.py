@@ -67,7 +67,8 @@ def _role_order(conv: Conversation) -> list[Finding]:
     if "assistant" not in turns:
         problems.append(("error", "no assistant turn: nothing to learn; training skips this row"))
     elif turns and turns[0] != "user":
-        problems.append(("warning", f"starts with a {turns[0]} turn instead of a user turn"))
+        article = "an" if turns[0][0] in "aeiou" else "a"
+        problems.append(("warning", f"starts with {article} {turns[0]} turn instead of a user turn"))
     previous = None
     for number, role in enumerate(roles, start=1):
         if role == "tool" and previous not in ("assistant", "tool"):
