@@ -6,7 +6,9 @@ then times, on the same file and the same tokenizer (the builtin SmolLM2, its ow
 run in a fresh process with the tokenizer already loaded, alternating (--repeat N: best of N each):
   baseline  json.load + for each row: apply_chat_template(tokenize=False) + tokenizer(text)
   tunedeck  inspect_dataset(): load, every lint, exact lengths and trained-token counts
-and checks that every run gives identical per-sample lengths.
+and checks that every run gives identical per-sample lengths. The lint forks one process per CPU for
+large files, so its wall-clock gain depends on how busy the machine's other cores are: the CPU time of
+both (all processes counted) is printed too.
 
     python bench/inspect_speed.py                    # 100000 rows, English
     python bench/inspect_speed.py --lang zh --rows 20000
@@ -89,6 +91,7 @@ def measure(which: str, path: Path, out: Path) -> None:
     from tunedeck.core.inspect.inspect import inspect_dataset, load_inspect_tokenizer
 
     tokenizer = load_inspect_tokenizer()
+    cpu = cpu_seconds()
     start = time.perf_counter()
     if which == "baseline":
         lengths, counts = baseline(path, tokenizer), {}
@@ -96,7 +99,16 @@ def measure(which: str, path: Path, out: Path) -> None:
         report = inspect_dataset(path, tokenizer=tokenizer)
         lengths, counts = report.lengths.lengths, report.counts()
     seconds = time.perf_counter() - start
-    out.write_text(json.dumps({"seconds": seconds, "lengths": lengths, "counts": counts}), encoding="utf-8")
+    out.write_text(json.dumps({"seconds": seconds, "cpu": cpu_seconds() - cpu, "lengths": lengths,
+                               "counts": counts}), encoding="utf-8")
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the lint's worker processes)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def timed(which: str, path: Path) -> dict:
@@ -127,7 +139,9 @@ def main() -> int:
         for _ in range(args.repeat):
             for which in runs:
                 runs[which].append(timed(which, path))
-                print(f"  {which:9} {runs[which][-1]['seconds']:.1f} s", flush=True)
+                last = runs[which][-1]
+                print(f"  {which:9} {last['seconds']:.1f} s wall, {last['cpu']:.1f} s CPU "
+                      f"(load average {os.getloadavg()[0]:.1f})", flush=True)
     ours = min(runs["tunedeck"], key=lambda r: r["seconds"])
     theirs = min(runs["baseline"], key=lambda r: r["seconds"])
     identical = all(r["lengths"] == theirs["lengths"] for r in runs["tunedeck"] + runs["baseline"])
@@ -135,6 +149,8 @@ def main() -> int:
     print(f"baseline  apply_chat_template + tokenize loop: {args.rows / theirs['seconds']:10.0f} rows/s")
     print(f"tunedeck  full lint (inspect_dataset):          {args.rows / ours['seconds']:10.0f} rows/s")
     print(f"ratio     tunedeck / baseline:                  {theirs['seconds'] / ours['seconds']:10.2f}x")
+    print(f"CPU time  per 1000 rows: baseline {1000 * theirs['cpu'] / args.rows:.2f} s, tunedeck "
+          f"{1000 * ours['cpu'] / args.rows:.2f} s (all processes); ratio {theirs['cpu'] / ours['cpu']:.2f}x")
     print(f"lengths   identical for all {len(plain)} samples: {identical}; mean {sum(plain) / len(plain):.1f} tokens; "
           f"findings {ours['counts']}")
     return 0 if identical else 1
