@@ -277,3 +277,10 @@ def test_prepare_splits_deterministically_by_content(tmp_path, tokenizer):
     assert parse_split("0.9,0.1") == (0.9, 0.1, 0.0)
     with pytest.raises(Exception, match="add up to 1"):
         parse_split("0.9,0.2")
+
+
+def test_rows_without_any_text_are_reported_not_crashed_on(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "empty.jsonl", [{"instruction": "", "output": ""}] * 3)
+    report = inspect_dataset(path, tokenizer=tokenizer)
+    assert (report.rows, report.samples) == (3, 0) and report.lengths.summary()["count"] == 0
+    assert {(f.kind, f.line) for f in report.findings} >= {("empty_turn", 1), ("duplicate", 2), ("duplicate", 3)}

@@ -24,8 +24,14 @@ RowKey = tuple[int, "int | None", int, "int | None", int]  # row, line, sample h
 
 def row_key(conv: Conversation) -> RowKey:
     """What duplicate checks compare, hashed: the whole sample, the prompt (None without one) and the answer."""
-    prompt, answer = _prompt_answer(conv)
-    return (conv.row, conv.line, hash(_sample_text(conv)), None if prompt is None else hash(prompt), hash(answer))
+    turns = tuple((m.role, m.content, _calls(m.tool_calls)) for m in conv.messages)
+    last = max((i for i, m in enumerate(conv.messages) if m.role == "assistant"), default=0)
+    prompt = hash(turns[:last]) if last else None
+    return conv.row, conv.line, hash((turns, _calls(conv.tools))), prompt, hash(turns[last])
+
+
+def _calls(value: object) -> str:
+    return json.dumps(value, sort_keys=True) if value else ""
 
 
 def _sample_text(conv: Conversation) -> str:
@@ -113,13 +119,15 @@ def shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     found_hashes, found_starts = [], []
     for offset in range(GRAM):  # grams starting at offset, offset + GRAM, ...: one uint64 view each, no copy
         count = (total - offset) // GRAM
+        if count <= 0:
+            continue
         grams = np.frombuffer(data, dtype=np.uint64, count=count, offset=offset)
         mixed = (grams * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
         picked = np.flatnonzero((mixed & np.uint64(SAMPLE - 1)) == 0)
         found_hashes.append(mixed[picked])
         found_starts.append(picked * GRAM + offset)
-    starts = np.concatenate(found_starts)
-    hashes = np.concatenate(found_hashes)
+    starts = np.concatenate(found_starts) if found_starts else np.zeros(0, np.int64)
+    hashes = np.concatenate(found_hashes) if found_hashes else np.zeros(0, np.uint64)
     rows = np.searchsorted(ends, starts, side="right")
     inside = starts + GRAM <= np.r_[ends, 0][rows]  # the gram ends within its own text
     hashes, rows, starts = hashes[inside], rows[inside], starts[inside]
@@ -176,8 +184,11 @@ def signatures(hashes: np.ndarray, rows: np.ndarray, count: int, num_perm: int =
     mixed = _fmix32(hashes)
     firsts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     targets = rows[firsts]
+    permuted = np.empty_like(mixed)
     for column in range(num_perm):  # one permutation at a time: 1-D reductions are far faster than 2-D ones
-        out[targets, column] = np.minimum.reduceat(mixed * a[column] + b[column], firsts)
+        np.multiply(mixed, a[column], out=permuted)
+        permuted += b[column]
+        out[targets, column] = np.minimum.reduceat(permuted, firsts)
     return out
 
 

@@ -64,7 +64,7 @@ def redact(text: str) -> tuple[str, int]:
 
 def fix_encoding(text: str) -> str | None:
     """ftfy's repair of a turn that looks double-encoded; None when there is nothing to repair."""
-    if not _MOJIBAKE_HINT.search(text):
+    if text.isascii() or not _MOJIBAKE_HINT.search(text):
         return None
     import ftfy
 
