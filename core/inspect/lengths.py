@@ -19,7 +19,6 @@ GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
 # A space after whitespace: the only place where cutting text at its spaces could split a pre-token.
 _SPACE_AFTER_SPACE = re.compile(r"\s ")
 _ASCII_SPACE = " \t\n\r\x0b\x0c"
-_ASCII_SPACE_PAIRS = tuple(c + " " for c in _ASCII_SPACE + "\x1c\x1d\x1e\x1f")  # str.isspace() ASCII, then a space
 MAX_CACHED = 64  # longer stretches of text are counted each time rather than kept in the cache
 
 
@@ -113,7 +112,7 @@ class TokenCounter:
         new pre-token, so the text is cut at such spaces and each chunk's count is cached."""
         if len(text) <= MAX_CACHED:
             return self.heads[text]  # whole short stretches, such as the template's own text
-        if _space_after_space(text):
+        if _SPACE_AFTER_SPACE.search(text):
             return self._count_pieces(text)
         chunks = text.split(" ")
         return self.heads[chunks[0]] + sum(map(self.spaced.__getitem__, chunks[1:]))
@@ -146,13 +145,6 @@ class TokenCounter:
             pos = end
         marks.extend([tokens] * (len(bounds) - index))
         return tokens, marks
-
-
-def _space_after_space(text: str) -> bool:
-    """True when a space follows whitespace somewhere in text (substring tests first: faster than a regex)."""
-    if any(pair in text for pair in _ASCII_SPACE_PAIRS):
-        return True
-    return not text.isascii() and _SPACE_AFTER_SPACE.search(text) is not None
 
 
 def _clean_cut(text: str, at: int) -> bool:
