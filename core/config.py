@@ -64,8 +64,9 @@ class DataConfig(Section):
         description="Training data: a JSON / JSONL file or 'builtin:NAME' for a dataset shipped with tunedeck. "
         "Relative paths are resolved against the config file's folder.",
     )
-    format: Literal["auto", "alpaca", "sharegpt", "openai"] = Field(
-        "auto", description="Row format; 'auto' detects it from the first rows."
+    format: Literal["auto", "alpaca", "sharegpt", "openai", "markdown", "text"] = Field(
+        "auto", description="Row format; 'auto' detects it from the first rows. A .md / .txt file or a folder of "
+        "them is a markdown / text corpus."
     )
     dataset_info: str | None = Field(
         None,
@@ -95,6 +96,30 @@ class DataConfig(Section):
     system_prompt: str | None = Field(
         None, description="System prompt given to every conversation that has none of its own."
     )
+    corpus_mode: Literal["pretrain", "style_sft"] = Field(
+        "pretrain",
+        description="Markdown / text corpora only: 'pretrain' trains on the cleaned text itself (continued "
+        "pretraining, every token trained); 'style_sft' turns each chunk into a writing task (continue, expand "
+        "from an outline) whose answer is the original text.",
+    )
+    chunk_tokens: list[int] = Field(
+        [300, 800],
+        description="Markdown / text corpora only: [min, max] tokens per chunk, cut on paragraph boundaries and "
+        "measured with the model's tokenizer.",
+    )
+    corpus_tasks: list[Literal["continue", "expand"]] = Field(
+        ["continue", "expand"],
+        min_length=1,
+        description="Writing tasks for corpus_mode style_sft, taking turns across chunks: 'continue' (the opening "
+        "paragraphs given, the rest answered) and 'expand' (an extractive outline given, the chunk answered).",
+    )
+
+    @field_validator("chunk_tokens")
+    @classmethod
+    def _chunk_range(cls, value: list[int]) -> list[int]:
+        if len(value) != 2 or not 16 <= value[0] < value[1]:
+            raise ValueError("data.chunk_tokens is [min, max] with 16 <= min < max, e.g. [300, 800]")
+        return value
 
     @model_validator(mode="after")
     def _info_needs_name(self) -> DataConfig:
@@ -216,11 +241,25 @@ class TrainConfig(Section):
 
 class DistributedConfig(Section):
     num_gpus: int = Field(1, ge=1, le=64, description="GPUs per node; more than one launches accelerate.")
-    num_nodes: int = Field(1, ge=1, le=1024, description="Machines taking part; more than one needs a hostfile.")
-    hostfile: str | None = Field(None, description="DeepSpeed hostfile listing the nodes for multi-node runs.")
+    num_nodes: int = Field(1, ge=1, le=1024, description="Machines taking part; more than one needs a hostfile "
+                           "or hosts, and the run folder on a file system every node sees.")
+    hostfile: str | None = Field(None, description="DeepSpeed hostfile listing the nodes for multi-node runs, "
+                                 "one 'HOST slots=N' line per node, the main node first.")
+    hosts: list[str] = Field(
+        default_factory=list,
+        description="Nodes of a multi-node run, the main node first, instead of a hostfile: tunedeck writes the "
+        "hostfile with num_gpus slots each. The nodes must reach each other by passwordless ssh (pdsh).",
+    )
+    main_process_ip: str | None = Field(
+        None, description="Address where the other nodes reach the main node; empty: the first host."
+    )
+    main_process_port: int = Field(29500, ge=1024, le=65535, description="Port of the main node's rendezvous.")
+    multinode_launcher: Literal["pdsh", "openmpi", "mvapich", "mpich"] = Field(
+        "pdsh", description="How DeepSpeed starts the processes on the other nodes."
+    )
     deepspeed_stage: Literal[0, 2, 3] = Field(
         0,
-        description="DeepSpeed ZeRO stage: 0 off, 2 shards optimizer states and gradients, "
+        description="DeepSpeed ZeRO stage: 0 off (plain data parallel), 2 shards optimizer states and gradients, "
         "3 also shards parameters.",
     )
     offload_optimizer: bool = Field(False, description="ZeRO: keep optimizer states in CPU memory.")
@@ -232,9 +271,19 @@ class DistributedConfig(Section):
             raise ValueError("distributed.offload_optimizer needs deepspeed_stage 2 or 3")
         if self.offload_params and self.deepspeed_stage != 3:
             raise ValueError("distributed.offload_params needs deepspeed_stage 3")
-        if self.num_nodes > 1 and not self.hostfile:
-            raise ValueError("distributed.num_nodes > 1 needs distributed.hostfile")
         return self
+
+    @model_validator(mode="after")
+    def _nodes_need_hosts(self) -> DistributedConfig:
+        if self.num_nodes > 1 and not (self.hostfile or self.hosts):
+            raise ValueError("distributed.num_nodes > 1 needs distributed.hostfile or distributed.hosts")
+        if self.hosts and len(self.hosts) != self.num_nodes:
+            raise ValueError(f"distributed.hosts lists {len(self.hosts)} nodes but num_nodes is {self.num_nodes}")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        return self.num_gpus * self.num_nodes
 
 
 class SamplingConfig(Section):

@@ -76,6 +76,7 @@ class Gpu(Event):
     power: float | None = None  # watts
     host_ram_used: int | None = None  # bytes
     host_ram_total: int | None = None
+    node: int | None = None  # which node of a multi-node run read it; None on a single machine
 
 
 @dataclass(slots=True)
@@ -100,6 +101,8 @@ class Error(Event):
     message: str
     hints: list[str] = field(default_factory=list)
     step: int | None = None
+    memory: dict[str, Any] | None = None  # at the time: per-GPU allocated/reserved/peak/total, host RSS
+    suggestions: list[dict[str, Any]] = field(default_factory=list)  # {"set": {key: value}, "why", "estimate_gib"}
 
 
 @dataclass(slots=True)
@@ -179,9 +182,41 @@ class ExportFinished(Event):
     message: str = ""
 
 
+@dataclass(slots=True)
+class EvalStarted(Event):
+    """A batch evaluation of a run began: its held-out rows and the phases it will go through."""
+
+    type: ClassVar[str] = "eval_started"
+    run_id: str
+    source: str  # where the held-out rows come from
+    rows: int
+    phases: list[str] = field(default_factory=list)  # e.g. loss, generate, base_loss, base_generate
+    adapter: str = ""
+
+
+@dataclass(slots=True)
+class EvalProgress(Event):
+    """Rows done in one phase of a batch evaluation."""
+
+    type: ClassVar[str] = "eval_progress"
+    phase: str
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass(slots=True)
+class EvalFinished(Event):
+    type: ClassVar[str] = "eval_finished"
+    status: str  # completed | failed | stopped
+    metrics: str | None = None  # path of metrics.json
+    message: str = ""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls for cls in (RunStarted, Step, Eval, Gpu, Checkpoint, Log, Error, Sample, RunFinished,
-                              ExportStarted, ExportStep, ExportProgress, ExportCheck, ExportFinished)
+                              ExportStarted, ExportStep, ExportProgress, ExportCheck, ExportFinished,
+                              EvalStarted, EvalProgress, EvalFinished)
 }
 _FIELDS = {name: {f.name for f in fields(cls)} for name, cls in EVENT_TYPES.items()}
 

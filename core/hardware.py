@@ -52,13 +52,23 @@ def _sm_version(arch: str) -> int:
     return int(digits) if digits else 0
 
 
+def auto_precision(hardware: dict[str, Any]) -> str:
+    """What 'auto' means here: the doctor's measured answer for this machine (cached; measured once if absent)."""
+    from tunedeck.core.doctor.matmul import measured_precision, recommend_precision
+
+    if hardware.get("accelerator") == "cpu":
+        return recommend_precision({}, "cpu")[0]
+    try:
+        return measured_precision(hardware)["precision"]
+    except Exception:  # noqa: BLE001 - no measurement possible: fall back to what the architecture promises
+        return "bf16" if has_fast_bf16(hardware) else "fp16"
+
+
 def resolve_precision(requested: str, hardware: dict[str, Any]) -> str:
-    """The concrete precision for a requested one; 'auto' picks what is fast here."""
+    """The concrete precision for a requested one; 'auto' picks what was measured fastest here."""
     on_cpu = hardware.get("accelerator") == "cpu"
     if requested == "auto":
-        if on_cpu:
-            return "fp32"
-        return "bf16" if has_fast_bf16(hardware) else "fp16"
+        return auto_precision(hardware)
     if requested == "fp16" and on_cpu:
         raise ConfigError("train.precision fp16 needs a GPU", where="train.precision",
                           hint="use auto or fp32 on a CPU-only machine")
@@ -68,6 +78,16 @@ def resolve_precision(requested: str, hardware: dict[str, Any]) -> str:
 def precision_warning(precision: str, hardware: dict[str, Any]) -> str | None:
     if precision == "bf16" and hardware.get("accelerator") == "cpu":
         return "bf16 on this CPU is emulated and about 15x slower than fp32; set train.precision to auto or fp32"
+    if precision == "bf16" and hardware.get("gpus"):
+        from tunedeck.core.doctor.matmul import read_cached
+
+        measured = (read_cached(hardware) or {}).get("gflops") or {}
+        fp16, bf16 = measured.get("fp16") or 0.0, measured.get("bf16") or 0.0
+        if fp16 and bf16:
+            if bf16 < 0.5 * fp16:
+                return (f"bf16 is emulated on this GPU: {bf16:g} GFLOPS vs fp16 {fp16:g} (measured by tunedeck "
+                        "doctor); set train.precision to auto or fp16")
+            return None
     if precision == "bf16" and hardware.get("gpus") and not has_fast_bf16(hardware):
         archs = ", ".join(sorted({g["arch"] for g in hardware["gpus"]}))
         return f"bf16 has no hardware support on {archs}; fp16 is usually faster there (tunedeck doctor measures it)"

@@ -12,8 +12,10 @@ from tunedeck.core.atomic import atomic_dir
 from tunedeck.core.config import Config
 from tunedeck.core.data.cache import TokenizedData
 from tunedeck.core.data.training_set import prepare_data
+from tunedeck.core.distributed import is_main_process, under_launcher
 from tunedeck.core.events import EventWriter, Log, RunFinished, RunStarted, Sample
 from tunedeck.core.hardware import detect_hardware, precision_warning, resolve_precision
+from tunedeck.core.launch import launch_record
 from tunedeck.core.models import load_causal_lm, load_tokenizer, resolve_model_path
 from tunedeck.core.runs import RunDir
 
@@ -29,9 +31,10 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resu
     config = run.load_config()
     checkpoint = _resume_point(run, events) if resume else None
     hardware = detect_hardware()
-    precision = resolve_precision(config.train.precision, hardware)
+    launched = launch_record(run) if under_launcher() else None  # ranks share the launch job's precision
+    precision = launched["precision"] if launched else resolve_precision(config.train.precision, hardware)
     warning = precision_warning(precision, hardware)
-    if warning:
+    if warning and is_main_process():
         events.emit(Log(level="warning", message=warning))
     _configure_threads(config, hardware)
 
@@ -39,6 +42,7 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resu
     model_path = resolve_model_path(config.model.name_or_path)
     tokenizer = load_tokenizer(model_path, config.model.trust_remote_code)
     prepared = prepare_data(config, tokenizer, events)
+    run.update_status(longest_sample=max(map(len, prepared.train["input_ids"]), default=0))
 
     if cancel.is_set():
         return RunFinished(status="stopped", message="stopped before training began")
@@ -57,9 +61,10 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resu
     _report_early_stop(trainer, config, events)
 
     peak = _peak_memory(hardware)
-    adapter = save_adapter(trainer.model, tokenizer, run)
+    adapter = save_adapter_ranks(trainer, run) if under_launcher() else save_adapter(trainer.model, tokenizer, run)
     say(events, f"adapter saved to {adapter}")
-    if config.train.sample_prompts and not stopped:
+    # Rank 0 answers alone; under ZeRO-3 it holds only a shard of the weights, so there are no samples.
+    if config.train.sample_prompts and not stopped and is_main_process() and config.distributed.deepspeed_stage < 3:
         answer_samples(trainer.model, tokenizer, config.train.sample_prompts, events)
     return RunFinished(
         status="stopped" if stopped else "completed",
@@ -209,6 +214,8 @@ def _build_trainer(config, run, model, tokenizer, prepared, precision, hardware,
         train_sampling_strategy="group_by_length" if t.batching == "by_length" else "random",
         use_liger_kernel=t.liger_kernels,
         dataloader_pin_memory=hardware["accelerator"] != "cpu",
+        deepspeed=(launch_record(run) or {}).get("deepspeed_config") if under_launcher() else None,
+        ddp_find_unused_parameters=False,  # every adapter weight takes part in each forward pass
     )
     peft_config = LoraConfig(
         r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
@@ -247,6 +254,22 @@ def save_adapter(model: Any, tokenizer: Any, run: RunDir) -> Any:
     with atomic_dir(run.adapter) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+    return run.adapter
+
+
+def save_adapter_ranks(trainer: Any, run: RunDir) -> Any:
+    """Every rank takes part (ZeRO-3 gathers the adapter's shards); rank 0 writes it, then moves it into place."""
+    import shutil
+
+    staging = run.path / ".adapter-partial"
+    trainer.save_model(str(staging))  # the Trainer writes the adapter and tokenizer on the main process only
+    if trainer.is_world_process_zero():
+        old = run.path / ".adapter-old"
+        if run.adapter.exists():
+            os.replace(run.adapter, old)
+        os.replace(staging, run.adapter)
+        shutil.rmtree(old, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     return run.adapter
 
 

@@ -11,16 +11,23 @@ from typing import Any
 from transformers import TrainerCallback
 
 from tunedeck.core.checkpoints import mark_complete
+from tunedeck.core.distributed import agreed_stop, is_main_process
 from tunedeck.core.events import Checkpoint, Eval, EventWriter, Log, Step
 from tunedeck.core.runs import RunDir
 
 STATUS_EVERY_S = 5.0
+# The optimizer step being computed in this worker process (one run per process), for the error event.
+step_in_progress: int | None = None
 
 
 class EventCallback(TrainerCallback):
-    """Turns Trainer logs into step / eval / checkpoint events and keeps status.json current."""
+    """Turns Trainer logs into step / eval / checkpoint events and keeps status.json current.
+
+    In a multi-GPU run every rank has one; only rank 0's writes anything (one `step` per optimizer step).
+    """
 
     def __init__(self, run: RunDir, events: EventWriter, samples_per_step: int, on_train_begin=None):
+        self.main = is_main_process()
         self.run = run
         self.events = events
         self.samples_per_step = samples_per_step
@@ -36,10 +43,16 @@ class EventCallback(TrainerCallback):
         self._last_time = time.perf_counter()
         self._last_step = state.global_step
         self._last_tokens = 0.0
-        if self._on_train_begin:
+        if self._on_train_begin and self.main:
             self._on_train_begin(state)
 
+    def on_step_begin(self, args, state, control, **kwargs):
+        global step_in_progress
+        step_in_progress = state.global_step + 1
+
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not self.main:
+            return
         logs = logs or {}
         if "loss" in logs and "train_runtime" not in logs:
             self._emit_step(state, logs)
@@ -76,6 +89,8 @@ class EventCallback(TrainerCallback):
                                    epoch=_round(state.epoch))
 
     def on_save(self, args, state, control, **kwargs):
+        if not self.main:
+            return
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if args.should_save:  # the main process wrote it; from now on it counts for resume
             mark_complete(path, state.global_step)
@@ -92,7 +107,7 @@ class StopCallback(TrainerCallback):
         self._announced = False
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.cancel.is_set():
+        if agreed_stop(self.cancel.is_set(), args.device):  # all ranks stop at the same step
             if not self._announced:
                 self._announced = True
                 self.events.emit(Log(level="info", message=f"stop requested: saving at step {state.global_step}"))

@@ -11,17 +11,12 @@ import threading
 import traceback
 from pathlib import Path
 
+from tunedeck.core.config import Config
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.events import Error, EventWriter, Log, RunFinished
+from tunedeck.core.failures import comm_error, is_comm_failure, is_out_of_memory, oom_error
 from tunedeck.core.monitor import gpu_sampling
 from tunedeck.core.runs import RunDir
-
-OOM_HINTS = [
-    "lower train.batch_size (e.g. 4 -> 2) and raise gradient_accumulation_steps to keep the effective batch",
-    "halve data.cutoff_len (e.g. 4096 -> 2048)",
-    "turn on train.gradient_checkpointing",
-    "with several GPUs, use distributed.deepspeed_stage 2 with offload_optimizer: true",
-]
 
 
 def _quiet_libraries() -> None:
@@ -56,27 +51,52 @@ def _install_stop_handlers(cancel: threading.Event, events: EventWriter, run: Ru
     signal.signal(signal.SIGINT, handle)
 
 
-def classify(exc: BaseException) -> Error:
-    """The error event for an exception: its kind, a readable message and what to try."""
+def classify(exc: BaseException, config: Config | None = None, step: int | None = None,
+             longest: int | None = None) -> Error:
+    """The error event for an exception: its kind, a readable message and what to try.
+
+    Out-of-memory errors carry the step, the memory at the time and the estimator's ranked changes (given the
+    run's config); NCCL/RCCL failures are crashes with what to check.
+    """
     if isinstance(exc, TunedeckError):
-        return Error(kind=exc.kind, message=exc.one_line(), hints=[exc.hint] if exc.hint else [])
+        return Error(kind=exc.kind, message=exc.one_line(), hints=[exc.hint] if exc.hint else [], step=step)
+    if is_out_of_memory(exc):
+        return oom_error(exc, config, step, longest)
+    if is_comm_failure(exc):
+        return comm_error(exc, step)
     text = str(exc)
-    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
-        return Error(kind="oom", message=f"out of memory: {text.splitlines()[0] if text else type(exc).__name__}",
-                     hints=OOM_HINTS)
     first = text.splitlines()[0] if text else ""
     return Error(kind="crash", message=f"{type(exc).__name__}: {first}".rstrip(": "),
-                 hints=["the full traceback is in worker.log"])
+                 hints=["the full traceback is in worker.log"], step=step)
+
+
+def _failure_context(run: RunDir) -> tuple[Config | None, int | None, int | None]:
+    """The run's config, the step in progress and the longest sample, for the error event."""
+    step = None
+    events_module = sys.modules.get("tunedeck.core.train_events")
+    if events_module is not None:
+        step = events_module.step_in_progress
+    try:
+        config = run.load_config()
+    except TunedeckError:
+        config = None
+    return config, step, run.read_status().get("longest_sample")
 
 
 def run_train(run_path: Path, resume: bool = False) -> int:
+    from tunedeck.core.distributed import RankEvents, die_with_parent, is_main_process, under_launcher
     from tunedeck.core.train import run_training
 
     run = RunDir(run_path)
-    events = EventWriter(run.events_path)
+    launched = under_launcher()  # one rank of a multi-GPU run: the launch job owns the pid, rank 0 the status
+    if launched:
+        die_with_parent()
+    events = RankEvents(EventWriter(run.events_path))
+    if not is_main_process():
+        run = _ReadOnlyStatus(run.path)
     cancel = threading.Event()
     _install_stop_handlers(cancel, events, run)
-    run.update_status(status="running", pid=os.getpid())
+    run.update_status(status="running", **({} if launched else {"pid": os.getpid()}))
     try:
         with gpu_sampling(events.emit):
             finished = run_training(run, events, cancel, resume=resume)
@@ -85,7 +105,7 @@ def run_train(run_path: Path, resume: bool = False) -> int:
             finished = RunFinished(status="stopped", message="stopped")
         else:
             traceback.print_exc(file=sys.stderr)
-            error = events.emit(classify(exc))
+            error = events.emit(classify(exc, *_failure_context(run)))
             events.emit(RunFinished(status="failed", message=error.message))
             run.update_status(status="failed", error=error.message, error_kind=error.kind)
             return 2 if isinstance(exc, TunedeckError) else 1
@@ -95,22 +115,49 @@ def run_train(run_path: Path, resume: bool = False) -> int:
     return 0
 
 
+class _ReadOnlyStatus(RunDir):
+    """The run folder as ranks other than 0 see it: they never write status.json."""
+
+    def update_status(self, **fields):
+        return self.read_status()
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["inspect"]:  # a dataset, not a run folder: its own arguments and a JSON-lines conversation
+        from tunedeck.core.inspect.service import main as inspect_main
+
+        return inspect_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tunedeck.core.worker",
                                      description="Run one tunedeck job for a run directory.")
-    parser.add_argument("mode", choices=["train", "export"])
+    parser.add_argument("mode", choices=["train", "export", "probe", "eval"])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     args = parser.parse_args(argv)
-    reserve_stdout()  # the train job reports through events.jsonl; stray prints must not reach stdout
+    machine = reserve_stdout()  # jobs report through events.jsonl (probe: JSON on stdout); stray prints -> stderr
     _quiet_libraries()
     if not (args.run_dir / "config.yaml").is_file():
         print(f"{args.run_dir}: not a run directory (no config.yaml)", file=sys.stderr)
         return 2
+    if args.mode == "probe":
+        from tunedeck.core.estimate.probe import probe_main
+
+        return probe_main(args.run_dir, machine)
     if args.mode == "export":
         from tunedeck.core.export.job import run_export_job
 
         return run_export_job(args.run_dir)
+    if args.mode == "eval":
+        from tunedeck.core.evaluate.job import run_eval_job
+
+        return run_eval_job(args.run_dir)
+    from tunedeck.core.distributed import under_launcher
+
+    if not under_launcher():
+        from tunedeck.core.launch import needs_launch, run_launch
+
+        if needs_launch(RunDir(args.run_dir).load_config()):  # several GPUs: accelerate starts one worker each
+            return run_launch(args.run_dir, resume=args.resume)
     return run_train(args.run_dir, resume=args.resume)
 
 

@@ -11,6 +11,9 @@ from tunedeck.core.events import (
     Checkpoint,
     Error,
     Eval,
+    EvalFinished,
+    EvalProgress,
+    EvalStarted,
     EventTail,
     EventWriter,
     ExportCheck,
@@ -48,6 +51,10 @@ EXAMPLES = [
     ExportProgress(step="gguf", fraction=0.7, message="writing GGUF"),
     ExportCheck(name="stop", target="Q8_0", passed=True, message="stopped on <|im_end|>", details={"new_tokens": 20}),
     ExportFinished(status="completed", report="export/report.json", message="every check passed"),
+    EvalStarted(run_id="r1", source="validation split of demo.json", rows=7, phases=["loss", "generate"],
+                adapter="adapter"),
+    EvalProgress(phase="generate", done=4, total=7),
+    EvalFinished(status="completed", metrics="eval/metrics.json", message="7 rows"),
 ]
 
 

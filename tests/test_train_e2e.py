@@ -91,3 +91,14 @@ def test_cpu_demo_headless_teaches_the_identity(tmp_path: Path, tunedeck_cmd):
     run_path = next((tmp_path / "runs").iterdir())
     steps = [e for e in read_events(run_path / "events.jsonl") if isinstance(e, Step)]
     assert steps[-1].loss < steps[0].loss / 2
+
+    # `tunedeck eval` on the demo's held-out rows (its validation split): the fine-tuned model beats the base.
+    evaluated = subprocess.run([*tunedeck_cmd, "eval", run_path.name, "--runs-dir", str(tmp_path / "runs"),
+                                "--compare-base", "--json"], capture_output=True, text=True, timeout=900)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads(evaluated.stdout)
+    tuned, base = metrics["finetuned"], metrics["base"]
+    assert metrics["rows"] == tuned["rows"] == 7 and "validation split" in metrics["source"]
+    assert tuned["eval_loss"] < base["eval_loss"] and tuned["rougeL"] > base["rougeL"]
+    assert tuned["bleu4"] > base["bleu4"]
+    assert (run_path / "eval" / "predictions.csv").is_file()

@@ -10,6 +10,7 @@ from tunedeck.core.config_files import load_config
 from tunedeck.core.runs import create_run
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.config_form import ConfigFormScreen
+from tunedeck.tui.screens.data import DataScreen
 from tunedeck.tui.screens.live import LiveScreen
 from tunedeck.tui.screens.new_run import NewRunScreen
 from tunedeck.tui.screens.review import ReviewScreen
@@ -35,6 +36,11 @@ async def open_form(app, pilot, dataset: str, preset: str) -> ConfigFormScreen:
     assert isinstance(app.screen, NewRunScreen)
     app.screen.query_one("#dataset", Input).value = dataset
     await pilot.press("enter")
+    if dataset:  # the inspection screen opens on the file: accept it
+        assert await wait_for(pilot, lambda: isinstance(app.screen, DataScreen))
+        await pilot.pause()
+        await pilot.press("a")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
     expected = "usable rows" if dataset else "the preset's own dataset"
     assert await wait_for(pilot, lambda: expected in str(app.screen.query_one("#dataset-status").content))
     options = app.screen.query_one("#presets")

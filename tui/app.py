@@ -10,10 +10,12 @@ from textual.binding import Binding
 
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.runs import find_run
+from tunedeck.tui.inspector import CommandFactory
 from tunedeck.tui.launcher import Launcher, WorkerLauncher
 from tunedeck.tui.screens.runs import RunsScreen
 
 if TYPE_CHECKING:
+    from tunedeck.tui.screens.eval import EvalLauncher
     from tunedeck.tui.screens.export import ExportLauncher
 
 
@@ -23,13 +25,16 @@ class TunedeckApp(App[None]):
     BINDINGS = [Binding("q", "quit", "Quit")]
 
     def __init__(self, runs_root: Path, preset: str | None = None, attach: str | None = None,
-                 launcher: Launcher | None = None, export_launcher: ExportLauncher | None = None):
+                 launcher: Launcher | None = None, export_launcher: ExportLauncher | None = None,
+                 eval_launcher: EvalLauncher | None = None, inspect_command: CommandFactory | None = None):
         super().__init__()
         self.runs_root = Path(runs_root)
         self.preset = preset
         self.attach_to = attach
         self.launcher = launcher or WorkerLauncher(self.runs_root)
         self.export_launcher = export_launcher
+        self.eval_launcher = eval_launcher
+        self.inspect_command = inspect_command  # the dataset inspection worker's command line (tests replay one)
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.runs_root))
@@ -60,6 +65,17 @@ class TunedeckApp(App[None]):
             self.notify(exc.one_line(), title="cannot export", severity="error")
             return
         self.push_screen(ExportScreen(run.path, self.export_launcher or WorkerExportLauncher(), defaults))
+
+    def open_eval(self, run_id: str) -> None:
+        """Evaluate a run on its held-out rows (side by side with the base model) and show the metrics."""
+        from tunedeck.tui.screens.eval import EvalScreen, WorkerEvalLauncher
+
+        try:
+            run = find_run(self.runs_root, run_id)
+        except TunedeckError as exc:
+            self.notify(exc.one_line(), title="cannot evaluate", severity="error")
+            return
+        self.push_screen(EvalScreen(run.path, self.eval_launcher or WorkerEvalLauncher()))
 
     def resume_run(self, run_id: str) -> None:
         """Continue a stopped or failed run from its newest complete checkpoint, then watch it."""

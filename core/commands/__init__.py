@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 # Modules under tunedeck.core.commands, in the order `tunedeck --help` lists them.
-COMMAND_MODULES = ("train", "runs", "export", "data", "presets")
+COMMAND_MODULES = ("train", "runs", "export", "eval", "estimate", "doctor", "data", "presets")
 
 
 def add_runs_dir(parser: argparse.ArgumentParser) -> None:

@@ -37,7 +37,7 @@ class Conversation:
 
     def with_system(self, system: str | None) -> Conversation:
         """A copy that opens with `system` unless it already has a system message."""
-        if not system or (self.messages and self.messages[0].role == "system"):
+        if not system or "text" in self.meta or (self.messages and self.messages[0].role == "system"):
             return self
         return Conversation([Message("system", system), *self.messages], self.row, self.line, self.tools, self.meta)
 
@@ -46,4 +46,6 @@ class Conversation:
 
     def key(self) -> str:
         """Stable text identity, used for hashing into splits."""
+        if "text" in self.meta:  # continued-pretraining text has no messages
+            return f"text\x1f{self.meta['text']}"
         return "\x1e".join(f"{m.role}\x1f{m.content}" for m in self.messages)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tunedeck.core.config import DataConfig
 from tunedeck.core.data.conversation import Conversation
+from tunedeck.core.data.corpus import corpus_files, corpus_format, load_corpus
 from tunedeck.core.data.formats import Mapping, detect_format, mapping_from_dataset_info, to_conversations
 from tunedeck.core.data.records import Problem, read_records, resolve_data_path
 from tunedeck.core.errors import DataError
@@ -21,23 +23,26 @@ class LoadedData:
     problems: list[Problem]
 
 
-def load_data(cfg: DataConfig) -> LoadedData:
-    """Read the configured file into conversations; unusable rows become problems, not crashes."""
+def load_data(cfg: DataConfig, tokenizer: Any | None = None) -> LoadedData:
+    """Read the configured file into conversations; unusable rows become problems, not crashes.
+
+    The tokenizer measures the chunks of Markdown / text corpora; without one their sizes are estimated.
+    """
     if cfg.dataset_info:
         path, mapping = mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or "")
         return _load(path, mapping, cfg)
     path = resolve_data_path(cfg.path)
-    return _load(path, None, cfg)
+    return _load(path, None, cfg, tokenizer)
 
 
-def load_val_data(cfg: DataConfig) -> LoadedData | None:
+def load_val_data(cfg: DataConfig, tokenizer: Any | None = None) -> LoadedData | None:
     """The separate validation file (data.val_path), read with the training file's format; None if unset."""
     if not cfg.val_path:
         return None
     mapping = None
     if cfg.dataset_info:
         _, mapping = mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or "")
-    return _load(resolve_data_path(cfg.val_path), mapping, cfg)
+    return _load(resolve_data_path(cfg.val_path), mapping, cfg, tokenizer)
 
 
 def data_files(cfg: DataConfig) -> list[Path]:
@@ -47,17 +52,22 @@ def data_files(cfg: DataConfig) -> list[Path]:
         info = Path(cfg.dataset_info).expanduser()
         files += [info, mapping_from_dataset_info(info, cfg.name or "")[0]]
     else:
-        files.append(resolve_data_path(cfg.path))
+        files += corpus_files(resolve_data_path(cfg.path))
     if cfg.val_path:
-        files.append(resolve_data_path(cfg.val_path))
+        files += corpus_files(resolve_data_path(cfg.val_path))
     return files
 
 
-def _load(path: Path, mapping: Mapping | None, cfg: DataConfig) -> LoadedData:
-    records = read_records(path)
-    if mapping is None:
-        mapping = Mapping.default(detect_format(records) if cfg.format == "auto" else cfg.format)
-    conversations, problems = to_conversations(records, mapping)
+def _load(path: Path, mapping: Mapping | None, cfg: DataConfig, tokenizer: Any | None = None) -> LoadedData:
+    corpus = corpus_format(path, cfg.format) if mapping is None else None
+    if corpus:
+        conversations, problems, fmt = load_corpus(path, corpus, cfg, tokenizer), [], corpus
+    else:
+        records = read_records(path)
+        if mapping is None:
+            mapping = Mapping.default(detect_format(records) if cfg.format == "auto" else cfg.format)
+        conversations, problems = to_conversations(records, mapping)
+        fmt = mapping.name or mapping.formatting
     usable: list[Conversation] = []
     for conv in conversations:
         reason = untrainable_reason(conv)
@@ -72,11 +82,13 @@ def _load(path: Path, mapping: Mapping | None, cfg: DataConfig) -> LoadedData:
             where=first.where(str(path)) if first else str(path),
             hint="check the columns against the format, or set data.format / data.dataset_info",
         )
-    return LoadedData(str(path), mapping.name or mapping.formatting, usable, sorted(problems, key=lambda p: p.row))
+    return LoadedData(str(path), fmt, usable, sorted(problems, key=lambda p: p.row))
 
 
 def untrainable_reason(conv: Conversation) -> str | None:
     """Why a conversation cannot teach anything, or None."""
+    if "text" in conv.meta:  # continued-pretraining text: every token is trained
+        return None if conv.meta["text"].strip() else "the text is empty"
     roles = [m.role for m in conv.messages]
     if "assistant" not in roles:
         return "no assistant turn to learn from"

@@ -84,7 +84,15 @@ def _end_markers(tokenizer: Any) -> list[str]:
 
 
 def encode_conversation(tokenizer: Any, conv: Conversation, cutoff_len: int) -> EncodedSample:
-    """Token ids and labels (assistant tokens only), cut to cutoff_len from the start."""
+    """Token ids and labels (assistant tokens only), cut to cutoff_len from the start.
+
+    Continued-pretraining text (meta["text"], no messages) skips the chat template: every token is trained.
+    """
+    if "text" in conv.meta:
+        ids = list(tokenizer(conv.meta["text"], add_special_tokens=True)["input_ids"])
+        if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
+            ids.append(tokenizer.eos_token_id)
+        return EncodedSample(ids[:cutoff_len], ids[:cutoff_len], len(ids))
     text, spans = assistant_spans(tokenizer, conv)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     input_ids = list(encoded["input_ids"])
@@ -115,7 +123,8 @@ class EncodedSplit:
 
 
 def encode_split(tokenizer: Any, conversations: list[Conversation], cutoff_len: int) -> EncodedSplit:
-    if not getattr(tokenizer, "chat_template", None):
+    needs_template = any("text" not in c.meta for c in conversations)
+    if needs_template and not getattr(tokenizer, "chat_template", None):
         raise DataError(
             "the tokenizer has no chat template",
             where="model.template",

@@ -46,8 +46,8 @@ def prepare_data(config: Config, tokenizer: Any, events: EventWriter) -> Tokeniz
 
 
 def _tokenize(config: Config, tokenizer: Any, report) -> tuple[EncodedSplit, EncodedSplit]:
-    data = load_data(config.data)
-    val_data = load_val_data(config.data)
+    data = load_data(config.data, tokenizer)
+    val_data = load_val_data(config.data, tokenizer)
     for loaded in (data, val_data):
         if loaded is not None and loaded.problems:
             report("warning", _problems_line(loaded))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -20,7 +21,10 @@ from tunedeck.core.config_fields import (
     save_preset,
 )
 from tunedeck.core.errors import TunedeckError
+from tunedeck.tui.widgets.estimate_panel import EstimatePanel
 from tunedeck.tui.widgets.field_row import FieldRow
+
+ESTIMATE_DELAY_S = 0.3  # recompute the memory estimate once typing pauses this long
 
 
 class ConfigFormScreen(Screen[None]):
@@ -37,11 +41,14 @@ class ConfigFormScreen(Screen[None]):
         self.start_values = {("data", "path"): dataset} if dataset else {}
         self.base = build_from_form(preset, self.start_values)
         self.advice = preset_help(preset)
+        self._device = None  # the GPU the estimate is for, found once
+        self._estimate_timer = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(f"Hyperparameters · preset {self.preset or '(none)'} · ctrl+r reviews the resolved config",
                      id="form-title")
+        yield EstimatePanel("Memory estimate: computing…", id="estimate")
         with VerticalScroll(id="form"):
             section = None
             for spec in config_fields():
@@ -53,6 +60,7 @@ class ConfigFormScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query(FieldRow).first().focus_input()
+        self.refresh_estimate()
 
     def rows(self) -> list[FieldRow]:
         return list(self.query(FieldRow))
@@ -63,6 +71,39 @@ class ConfigFormScreen(Screen[None]):
     def on_field_row_changed(self, event: FieldRow.Changed) -> None:
         row = event.row
         row.show_error(field_error(self.preset, row.spec, row.value()))
+        if self._estimate_timer is not None:
+            self._estimate_timer.stop()
+        self._estimate_timer = self.set_timer(ESTIMATE_DELAY_S, self.refresh_estimate)
+
+    def refresh_estimate(self) -> None:
+        """Estimate the form as it stands (off the event loop); the panel shows the result."""
+        self.compute_estimate(self.values())
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="estimate")
+    def compute_estimate(self, values: dict[tuple[str, ...], Any]) -> None:
+        from tunedeck.core.estimate.architecture import resolve_architecture
+        from tunedeck.core.estimate.devices import choose_device
+        from tunedeck.core.estimate.memory import estimate_peak_memory
+        from tunedeck.core.estimate.verdict import suggestions, verdict
+
+        try:
+            config = build_from_form(self.preset, values)
+            arch = resolve_architecture(config.model.name_or_path)
+            if self._device is None:
+                self._device = choose_device(preset=self.preset)
+        except TunedeckError as exc:
+            self.app.call_from_thread(self._show_estimate_problem, exc.one_line())
+            return
+        estimate = estimate_peak_memory(config, arch, self._device)
+        said = verdict(estimate)
+        fixes = suggestions(config, arch, self._device) if said != "fits" else []
+        self.app.call_from_thread(self._show_estimate, estimate, said, fixes)
+
+    def _show_estimate(self, estimate: Any, said: str, fixes: list[Any]) -> None:
+        self.query_one(EstimatePanel).show(estimate, said, fixes, "data.cutoff_len as the longest sample")
+
+    def _show_estimate_problem(self, message: str) -> None:
+        self.query_one(EstimatePanel).show_problem(message)
 
     def checked_config(self) -> Config | None:
         """The form as a Config, or None after telling the user what is refused and where."""

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from tunedeck.core.errors import TunedeckError
 from tunedeck.core.history import RunHistory
 from tunedeck.core.progress import format_duration
 from tunedeck.core.runs import RunDir, stop_worker
@@ -30,6 +31,18 @@ NO_GPU_PREFIX = "no GPU data"
 
 def _number(value: float | None, fmt: str) -> str:
     return "-" if value is None or value != value else format(value, fmt)
+
+
+def memory_line(memory: dict) -> str:
+    """The memory an error event recorded, in one line: each GPU's allocated / total, else the host's RSS."""
+    gib = 1 << 30
+    parts = [f"GPU {g['index']} {g['allocated'] / gib:.1f} GiB allocated (peak {g['peak_allocated'] / gib:.1f}) "
+             f"of {g['total'] / gib:.1f}" for g in memory.get("gpus") or []]
+    if not parts and "host_rss" in memory:
+        parts.append(f"host RSS {memory['host_rss'] / gib:.2f} GiB (peak {memory.get('host_peak_rss', 0) / gib:.2f})")
+        if "address_space_limit" in memory:
+            parts.append(f"address-space limit {memory['address_space_limit'] / gib:.1f} GiB")
+    return ", ".join(parts) or "not recorded"
 
 
 def stats_table(history: RunHistory) -> Table:
@@ -57,6 +70,7 @@ class LiveScreen(Screen[None]):
         Binding("d,escape", "detach", "Detach"),
         Binding("x", "toggle_axis", "Steps/epochs"),
         Binding("m", "cycle_mode", "Smoothed/raw"),
+        Binding("f", "relaunch_fix", "Relaunch with fix"),
     ]
 
     def __init__(self, run: RunDir):
@@ -165,8 +179,12 @@ class LiveScreen(Screen[None]):
         text = Text()
         for error in history.errors[-1:]:
             text.append(f"error ({error.kind}): {error.message}", style="bold red")
+            if error.memory:
+                text.append(f"\n  memory at the time: {memory_line(error.memory)}", style="red")
             for hint in error.hints:
                 text.append(f"\n  - {hint}", style="red")
+            if error.suggestions:
+                text.append("\n  press f to relaunch as a new run with the first change", style="bold")
         finished = history.finished
         if finished is not None:
             style = "bold green" if finished.status == "completed" else "bold yellow"
@@ -210,6 +228,31 @@ class LiveScreen(Screen[None]):
         if self.run.effective_status() in ("starting", "running"):
             self.notify(f"detached: {self.run.run_id} keeps running; attach again from the runs list")
         self.dismiss()
+
+    def action_relaunch_fix(self) -> None:
+        """A new run: this run's config with the top suggested change of its last error, started and opened."""
+        fix = next((e.suggestions[0] for e in reversed(self.history.errors) if e.suggestions), None)
+        if fix is None:
+            self.notify("no suggested change: the run has no error with a fix", severity="warning")
+            return
+        self.notify("starting a new run with " + ", ".join(f"{k}={v}" for k, v in fix["set"].items()))
+        self.relaunch(fix["set"])
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="relaunch")
+    def relaunch(self, changes: dict) -> None:
+        from tunedeck.core.config_fields import nest
+        from tunedeck.core.config_files import ConfigBuilder
+
+        preset = self.run.read_status().get("preset")
+        try:
+            config = (ConfigBuilder().add_file(self.run.config_path)
+                      .add_dict(nest({tuple(k.split(".")): v for k, v in changes.items()}), "the suggested fix")
+                      .build())
+            new_run = self.app.launcher.launch(config, f"{preset or 'run'}-fix", preset)
+        except TunedeckError as exc:
+            self.app.call_from_thread(self.notify, exc.one_line(), title="not relaunched", severity="error")
+            return
+        self.app.call_from_thread(self.app.open_run, new_run.run_id)
 
     def action_toggle_axis(self) -> None:
         self.x_axis = "epoch" if self.x_axis == "step" else "step"

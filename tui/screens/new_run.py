@@ -14,8 +14,9 @@ from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tunedeck.core.config import DataConfig
-from tunedeck.core.config_files import preset_description, preset_names
+from tunedeck.core.config_files import load_config, preset_description, preset_names
 from tunedeck.core.errors import TunedeckError
+from tunedeck.tui.inspector import InspectRequest, worker_command
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,8 @@ class NewRunScreen(Screen[None]):
         self.inspect_dataset(event.value)
 
     def inspect_dataset(self, text: str) -> None:
-        """The dataset step's one entry point. The dataset inspection screen will be pushed from here; for now
-        the file is read through core and summed up in one line."""
+        """The dataset step's one entry point: a quick read through core (format, usable rows), then the
+        inspection screen, measured with the highlighted preset's tokenizer, template and cutoff."""
         if not text.strip():
             self.dataset = None
             self.query_one("#dataset-status", Static).update("the preset's own dataset will be used")
@@ -104,10 +105,40 @@ class NewRunScreen(Screen[None]):
             self._next_after_check = False
             self.action_next()
         elif result.ok:
-            self.query_one(OptionList).focus()
+            self.open_inspection(result)
         else:
             self._next_after_check = False
             self.notify(result.summary, title="dataset refused", severity="error")
+
+    def inspect_request(self, path: str) -> InspectRequest:
+        """What the inspection measures with: the highlighted preset's model, template, cutoff and corpus settings."""
+        presets = self.query_one(OptionList)
+        preset = presets.get_option_at_index(presets.highlighted).id if presets.highlighted is not None else None
+        try:
+            config = load_config(preset=preset)
+        except TunedeckError:
+            config = load_config()
+        data = config.data
+        return InspectRequest(path, format=data.format, model=config.model.name_or_path,
+                              template=config.model.template, cutoff=data.cutoff_len, corpus_mode=data.corpus_mode,
+                              chunk_tokens=(data.chunk_tokens[0], data.chunk_tokens[1]))
+
+    def open_inspection(self, check: DatasetCheck) -> None:
+        from tunedeck.tui.screens.data import DataScreen
+
+        command = getattr(self.app, "inspect_command", None) or worker_command
+        self.app.push_screen(DataScreen(self.inspect_request(check.path), command),
+                             lambda accepted: self._inspected(check, bool(accepted)))
+
+    def _inspected(self, check: DatasetCheck, accepted: bool) -> None:
+        status = self.query_one("#dataset-status", Static)
+        if accepted:
+            status.update(f"✓ {check.summary} · inspected")
+            self.query_one(OptionList).focus()
+        else:
+            self.dataset = None
+            status.update(f"{check.summary} · not accepted: Enter inspects it again")
+            self.query_one("#dataset", Input).focus()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.action_next()

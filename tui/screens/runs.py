@@ -46,8 +46,10 @@ class RunsScreen(Screen[None]):
         Binding("s", "stop", "Stop"),
         Binding("u", "resume", "Resume"),
         Binding("e", "export", "Export"),
+        Binding("v", "evaluate", "Evaluate"),
         Binding("d", "delete", "Delete"),
         Binding("r", "refresh", "Refresh"),
+        Binding("h", "hardware", "Hardware"),
     ]
 
     def __init__(self, runs_root: Path):
@@ -59,7 +61,7 @@ class RunsScreen(Screen[None]):
         yield Static(f"Runs in {self.runs_root}", id="runs-title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="runs-empty")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -118,6 +120,16 @@ class RunsScreen(Screen[None]):
         run = self.selected_run()
         if run is not None:
             self.app.open_export(run.run_id)
+
+    def action_evaluate(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.app.open_eval(run.run_id)
+
+    def action_hardware(self) -> None:
+        from tunedeck.tui.screens.doctor import DoctorScreen
+
+        self.app.push_screen(DoctorScreen(self.runs_root))
 
     def action_new_run(self) -> None:
         self.app.new_run()

@@ -1,0 +1,116 @@
+"""`tunedeck eval RUN`: score a run on held-out rows (loss, predictions, BLEU/ROUGE/JSON), in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import threading
+from typing import TextIO
+
+from tunedeck.core.commands import add_runs_dir
+from tunedeck.core.events import Error, EvalFinished, EvalProgress, EvalStarted, Event, Log
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "eval", help="evaluate a run on held-out rows: eval loss, predictions, BLEU/ROUGE, JSON checks",
+        description="Compute eval loss and perplexity on the run's held-out rows (its validation file or split, "
+                    "or --data), answer each prompt greedily, and score the answers against the references: "
+                    "BLEU-4, ROUGE-1/2/L (Chinese segmented into words), exact match, JSON validity and per-field "
+                    "agreement. Writes RUN/eval/predictions.jsonl, predictions.csv and metrics.json.")
+    evaluate.add_argument("run_id", help="the run to evaluate (see `tunedeck runs`)")
+    evaluate.add_argument("--data", metavar="FILE", help="held-out rows in the run's data format "
+                          "(default: the run's validation file or split)")
+    evaluate.add_argument("--compare-base", action="store_true", help="score the base model (adapter off) too")
+    evaluate.add_argument("--max-rows", type=int, metavar="N", help="evaluate the first N held-out rows only")
+    evaluate.add_argument("--max-new-tokens", type=int, metavar="N",
+                          help="longest answer (default: the longest reference plus 32 tokens)")
+    evaluate.add_argument("--batch-size", type=int, default=8, metavar="N", help="rows per batch (default 8)")
+    evaluate.add_argument("--checkpoint", default="best", help="best (default), last, or a checkpoint's step")
+    evaluate.add_argument("--tolerance", type=float, default=1.0,
+                          help="numeric JSON fields agree within +-this (default 1)")
+    evaluate.add_argument("--json", action="store_true", help="print metrics.json instead of a table")
+    add_runs_dir(evaluate)
+    evaluate.set_defaults(func=eval_command)
+
+
+def eval_command(args: argparse.Namespace, open_app=None) -> int:
+    from tunedeck.core.evaluate.job import execute, prepare
+    from tunedeck.core.evaluate.layout import EvalRequest
+    from tunedeck.core.evaluate.table import format_table, verdict
+    from tunedeck.core.runs import find_run
+
+    for flag in ("max_rows", "max_new_tokens", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            from tunedeck.core.errors import ConfigError
+
+            raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1", where="tunedeck eval")
+    run = find_run(args.runs_dir, args.run_id)
+    request = EvalRequest(data=args.data, compare_base=args.compare_base, max_rows=args.max_rows,
+                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                          checkpoint=args.checkpoint, tolerance=args.tolerance)
+    layout = prepare(run, request)
+    printer = EvalPrinter(sys.stderr)
+    finished = execute(run, request, threading.Event(), on_event=printer.handle)
+    printer.end_line()
+    if finished.status != "completed":
+        print(f"evaluation {finished.status}: {finished.message}", file=sys.stderr)
+        return 130 if finished.status == "stopped" else 1
+    metrics = json.loads(layout.metrics.read_text(encoding="utf-8"))
+    if args.json:
+        print(json.dumps(metrics, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{run.run_id} · {metrics['checkpoint']} · {metrics['rows']} rows from {metrics['source']}")
+    print(format_table(metrics))
+    said = verdict(metrics)
+    if said:
+        print(said)
+    print(f"predictions: {layout.predictions_jsonl} (and .csv); metrics: {layout.metrics}")
+    return 0
+
+
+class EvalPrinter:
+    """Evaluation events on a terminal: a live progress line on a TTY, one line per batch otherwise."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.live = out.isatty()
+        self.phases: list[str] = []
+        self._line_shown = False
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, EvalStarted):
+            self.phases = event.phases
+            self.print(f"evaluating {event.rows} rows from {event.source}")
+        elif isinstance(event, EvalProgress):
+            position = self.phases.index(event.phase) + 1 if event.phase in self.phases else 0
+            text = f"[{position}/{len(self.phases)}] {event.phase}: {event.done}/{event.total} rows"
+            if self.live:
+                width = shutil.get_terminal_size((100, 20)).columns
+                self.out.write("\r\x1b[K" + text[: width - 1])
+                self.out.flush()
+                self._line_shown = True
+            else:
+                self.print(text)
+        elif isinstance(event, Log):
+            self.print(event.message if event.level == "info" else f"{event.level}: {event.message}")
+        elif isinstance(event, Error):
+            self.print(f"error ({event.kind}): {event.message}")
+            for hint in event.hints:
+                self.print(f"  - {hint}")
+        elif isinstance(event, EvalFinished) and event.status == "completed":
+            self.print(event.message)
+
+    def end_line(self) -> None:
+        if self._line_shown:
+            self.out.write("\n")
+            self.out.flush()
+            self._line_shown = False
+
+    def print(self, text: str) -> None:
+        self.end_line()
+        self.out.write(text + "\n")
+        self.out.flush()

@@ -1,0 +1,147 @@
+"""Markdown / text corpora: clean, chunk on paragraph boundaries to a token range, and turn chunks into samples.
+
+Two kinds of sample come out:
+- pretrain: the chunk itself, every token trained. It is a Conversation with no messages and the text in
+  meta["text"]; core/data/tokenize.py encodes it without a chat template (BOS as the tokenizer adds it, EOS).
+- style_sft: a writing task whose answer is the original chunk, so the model learns the corpus's style:
+  'continue' (the user turn holds the opening paragraphs, the answer the rest) and 'expand' (the user turn holds
+  an extractive outline, the chunk's headings and the first sentence of each paragraph; the answer the chunk).
+  A 'rewrite' task is left out on purpose: without a model the only derivable source text is a mechanically
+  flattened copy, and training on that teaches formatting restoration rather than style.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tunedeck.core.data.chunking import Chunk, Counter, chunk_paragraphs, sentences, token_counter
+from tunedeck.core.data.conversation import Conversation, Message
+from tunedeck.core.data.markdown import paragraphs
+from tunedeck.core.errors import DataError
+
+SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".mdx": "markdown", ".txt": "text", ".text": "text"}
+CORPUS_FORMATS = ("markdown", "text")
+CONTINUE_PROMPT = "Continue this text in the same style:\n\n{head}"
+EXPAND_PROMPT = "Write the full text in the same style, following this outline:\n\n{outline}"
+
+
+def corpus_format(path: Path, fmt: str = "auto") -> str | None:
+    """'markdown' or 'text' when the path is a corpus (a .md / .txt file or a folder), else None."""
+    if fmt in CORPUS_FORMATS:
+        return fmt
+    if fmt != "auto":
+        return None
+    if path.is_dir():
+        kinds = {SUFFIXES[p.suffix.lower()] for p in corpus_files(path)}
+        return "text" if kinds == {"text"} else "markdown"
+    return SUFFIXES.get(path.suffix.lower())
+
+
+def corpus_files(path: Path) -> list[Path]:
+    """The corpus's files in a stable order: the file itself, or every .md / .txt under a folder (hidden skipped)."""
+    if not path.is_dir():
+        return [path]
+    found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+             and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+    return sorted(found, key=lambda p: p.relative_to(path).as_posix())
+
+
+def _split_for_continue(chunk: Chunk) -> tuple[str, str] | None:
+    """The opening (about 40% of the text, at a paragraph or else a sentence boundary) and the rest."""
+    parts = chunk.parts
+    if len(parts) >= 2:
+        total = sum(len(p) for p in parts)
+        seen, k = len(parts[0]), 1
+        while k < len(parts) - 1 and seen + len(parts[k]) <= 0.4 * total:
+            seen += len(parts[k])
+            k += 1
+        return "\n\n".join(parts[:k]), "\n\n".join(parts[k:])
+    pieces = sentences(parts[0])
+    if len(pieces) < 2:
+        return None
+    k = max(1, min(len(pieces) - 1, round(len(pieces) * 0.4)))
+    head = pieces[0][0] + "".join(j + s for s, j in pieces[1:k])
+    return head, "".join(j + s for s, j in pieces[k:]).lstrip()
+
+
+def outline(chunk: Chunk, max_items: int = 8, max_words: int = 25) -> str:
+    """An extractive outline: headings as they are, and the opening of each other paragraph (its first sentence
+    on its first line, at most max_words words); code blocks left out."""
+    items: list[str] = []
+    for part in chunk.parts:
+        first_line = part.split("\n", 1)[0].strip()
+        if first_line.startswith("#"):
+            items.append(first_line)
+        elif not part.startswith(("```", "~~~")):
+            pieces = sentences(first_line)
+            words = (pieces[0][0] if pieces else first_line).split()
+            items.append("- " + " ".join(words[:max_words]) + (" …" if len(words) > max_words else ""))
+    return "\n".join(items[:max_items])
+
+
+def style_sample(chunk: Chunk, task: str, row: int, line: int | None) -> Conversation:
+    """One writing task whose answer is the chunk's own text ('continue' falls back to 'expand' when the chunk
+    has a single sentence)."""
+    meta = {"file": chunk.file, "line": chunk.line, "tokens": chunk.tokens}
+    split = _split_for_continue(chunk) if task == "continue" else None
+    if split is not None:
+        head, rest = split
+        messages = [Message("user", CONTINUE_PROMPT.format(head=head)), Message("assistant", rest)]
+        return Conversation(messages, row, line, meta={**meta, "task": "continue"})
+    messages = [Message("user", EXPAND_PROMPT.format(outline=outline(chunk))), Message("assistant", chunk.text)]
+    return Conversation(messages, row, line, meta={**meta, "task": "expand"})
+
+
+def text_sample(chunk: Chunk, row: int, line: int | None) -> Conversation:
+    """A continued-pretraining sample: no messages, the text in meta['text']."""
+    return Conversation([], row, line, meta={"text": chunk.text, "file": chunk.file, "line": chunk.line,
+                                             "tokens": chunk.tokens})
+
+
+def is_text_sample(conv: Conversation) -> bool:
+    return "text" in conv.meta
+
+
+def read_corpus(path: Path, fmt: str, count: Counter, min_tokens: int, max_tokens: int) -> list[Chunk]:
+    """Every file of the corpus cleaned and chunked, in file order."""
+    files = corpus_files(path)
+    if not files:
+        raise DataError("no .md or .txt files in the folder", where=str(path),
+                        hint="a corpus folder holds Markdown (.md) or text (.txt) files, in subfolders too")
+    chunks: list[Chunk] = []
+    for file in files:
+        try:
+            raw = file.read_bytes().decode("utf-8-sig")
+        except FileNotFoundError:
+            raise DataError("data file not found", where=str(file), hint="check data.path") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 (byte at offset {exc.start})", where=str(file),
+                            hint="re-save the file as UTF-8") from None
+        name = file.relative_to(path).as_posix() if path.is_dir() else file.name
+        markdown = fmt == "markdown" and SUFFIXES.get(file.suffix.lower(), "markdown") == "markdown"
+        chunks += chunk_paragraphs(paragraphs(raw, markdown), count, min_tokens, max_tokens, name)
+    if not chunks:
+        raise DataError("the corpus holds no text after cleaning", where=str(path),
+                        hint="front matter, HTML and image links are removed; the files need prose")
+    return chunks
+
+
+def corpus_samples(chunks: list[Chunk], mode: str, tasks: Sequence[str], single_file: bool) -> list[Conversation]:
+    """Samples in chunk order; style tasks take turns across chunks so each text is the answer once."""
+    samples = []
+    for row, chunk in enumerate(chunks):
+        line = chunk.line if single_file else None
+        if mode == "pretrain":
+            samples.append(text_sample(chunk, row, line))
+        else:
+            samples.append(style_sample(chunk, tasks[row % len(tasks)], row, line))
+    return samples
+
+
+def load_corpus(path: Path, fmt: str, cfg: Any, tokenizer: Any | None = None) -> list[Conversation]:
+    """A corpus path and a DataConfig (corpus_mode, chunk_tokens, corpus_tasks) to samples."""
+    low, high = cfg.chunk_tokens
+    chunks = read_corpus(path, fmt, token_counter(tokenizer), low, high)
+    return corpus_samples(chunks, cfg.corpus_mode, cfg.corpus_tasks, not path.is_dir())

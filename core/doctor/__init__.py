@@ -1,0 +1,1 @@
+"""`tunedeck doctor`: what this machine can train with, measured, each problem with its fix."""

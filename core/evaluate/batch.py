@@ -1,0 +1,179 @@
+"""Evaluate a run's adapter on held-out rows: loss and perplexity, greedy answers, scores; the base side by side."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from tunedeck.core.data.tokenize import IGNORE_INDEX, EncodedSample, encode_conversation
+from tunedeck.core.evaluate.heldout import HeldOutRow, load_held_out
+from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
+from tunedeck.core.evaluate.metrics import score_row, summarize
+from tunedeck.core.evaluate.output import write_metrics, write_predictions
+from tunedeck.core.events import EvalProgress, EvalStarted, Log
+from tunedeck.core.runs import RunDir
+
+Emit = Callable[[Any], Any]
+
+
+def run_evaluation(run: RunDir, request: EvalRequest, emit: Emit, cancel: threading.Event) -> dict[str, Any]:
+    """Score the fine-tuned model (and the base, when asked) on held-out rows; write eval/ and return the metrics."""
+    from tunedeck.core.export.layout import resolve_adapter
+
+    started = time.perf_counter()
+    config = run.load_config()
+    checkpoint, adapter = resolve_adapter(run, request.checkpoint)
+    source, rows = load_held_out(config, request.data, request.max_rows)
+    phases = ["loss", "generate"] + (["base_loss", "base_generate"] if request.compare_base else [])
+    emit(EvalStarted(run_id=run.run_id, source=source, rows=len(rows), phases=phases, adapter=str(adapter)))
+    emit(Log(level="info", message=f"adapter: {checkpoint} ({adapter})"))
+    model, tokenizer, precision = load_model(config, adapter)
+    emit(Log(level="info", message=f"model loaded ({precision}, {model.device})"))
+    samples = [encode_conversation(tokenizer, row.conversation, config.data.cutoff_len) for row in rows]
+    max_new_tokens = request.max_new_tokens or answer_budget(tokenizer, rows)
+
+    sides = [("finetuned", "")] + ([("base", "base_")] if request.compare_base else [])
+    results: dict[str, dict[str, Any]] = {}
+    for side, prefix in sides:
+        with model.disable_adapter() if side == "base" else nullcontext():
+            losses = eval_losses(model, samples, request.batch_size, _progress(emit, prefix + "loss", cancel))
+            answers = generate_answers(model, tokenizer, rows, max_new_tokens, request.batch_size,
+                                       _progress(emit, prefix + "generate", cancel))
+        results[side] = score_side(rows, losses, answers, request.tolerance)
+
+    layout = EvalLayout.for_run(run)
+    write_predictions(layout, rows, results)
+    metrics = {
+        "run_id": run.run_id, "checkpoint": checkpoint, "adapter": str(adapter), "source": source,
+        "rows": len(rows), "max_new_tokens": max_new_tokens, "precision": precision,
+        "seconds": round(time.perf_counter() - started, 1),
+        **{side: result["summary"] for side, result in results.items()},
+    }
+    write_metrics(layout, metrics)
+    return metrics
+
+
+def answer_budget(tokenizer: Any, rows: list[HeldOutRow]) -> int:
+    """Enough new tokens for the longest reference answer, plus room to ramble a little (32)."""
+    longest = max((len(tokenizer(r.reference, add_special_tokens=False)["input_ids"]) for r in rows), default=0)
+    return min(longest + 32, 2048)
+
+
+def _progress(emit: Emit, phase: str, cancel: threading.Event) -> Callable[[int, int], None]:
+    def report(done: int, total: int) -> None:
+        emit(EvalProgress(phase=phase, done=done, total=total))
+        if cancel.is_set():
+            raise InterruptedError("stopped on request")
+
+    return report
+
+
+def load_model(config: Any, adapter: Path) -> tuple[Any, Any, str]:
+    """The base model with the run's adapter on top (PEFT), its training tokenizer, and the precision used."""
+    import torch
+    from peft import PeftModel
+    from transformers.utils import logging as hf_logging
+
+    from tunedeck.core.hardware import detect_hardware, resolve_precision
+    from tunedeck.core.models import load_causal_lm, load_tokenizer, resolve_model_path
+    from tunedeck.core.templates import TEMPLATES
+
+    hf_logging.disable_progress_bar()
+    hardware = detect_hardware()
+    precision = resolve_precision(config.train.precision, hardware)
+    if hardware["accelerator"] == "cpu":
+        torch.set_num_threads(config.train.num_threads or hardware["cpu_cores"])
+    base_path = resolve_model_path(config.model.name_or_path)
+    tokenizer_dir = next((p for p in (adapter, adapter.parent.parent / "adapter")
+                          if (p / "tokenizer_config.json").is_file()), None)
+    tokenizer = load_tokenizer(str(tokenizer_dir or base_path), config.model.trust_remote_code)
+    if tokenizer_dir is None and config.model.template != "auto":
+        tokenizer.chat_template = TEMPLATES[config.model.template].jinja
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    base = load_causal_lm(base_path, dtype, config.model.trust_remote_code)
+    if torch.cuda.is_available():
+        base = base.to("cuda")
+    model = PeftModel.from_pretrained(base, str(adapter))
+    model.eval()
+    return model, tokenizer, precision
+
+
+def _batches(count: int, size: int) -> list[range]:
+    return [range(start, min(start + size, count)) for start in range(0, count, max(size, 1))]
+
+
+def eval_losses(model: Any, samples: list[EncodedSample], batch_size: int,
+                progress: Callable[[int, int], None]) -> list[tuple[float, int]]:
+    """Per row: (summed negative log-likelihood of its answer tokens, how many tokens), in padded batches."""
+    import torch
+
+    out: list[tuple[float, int]] = []
+    for batch in _batches(len(samples), batch_size):
+        chunk = [samples[i] for i in batch]
+        width = max(len(s.input_ids) for s in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        labels = torch.full((len(chunk), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, sample in enumerate(chunk):
+            n = len(sample.input_ids)
+            ids[row, :n] = torch.tensor(sample.input_ids)
+            labels[row, :n] = torch.tensor(sample.labels)
+            mask[row, :n] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+        logits, targets = logits[:, :-1].float(), labels[:, 1:].to(logits.device)
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX,
+                                                reduction="none")
+        counted = targets != IGNORE_INDEX
+        for row in range(len(chunk)):
+            out.append((float(nll[row][counted[row]].sum()), int(counted[row].sum())))
+        progress(batch.stop, len(samples))
+    return out
+
+
+def generate_answers(model: Any, tokenizer: Any, rows: list[HeldOutRow], max_new_tokens: int, batch_size: int,
+                     progress: Callable[[int, int], None]) -> list[str]:
+    """Greedy answers to each row's prompt through the chat template, left-padded in batches."""
+    import torch
+
+    from tunedeck.core.generate import stop_token_ids
+
+    stops = stop_token_ids(tokenizer)
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    answers: list[str] = []
+    try:
+        for batch in _batches(len(rows), batch_size):
+            texts = [tokenizer.apply_chat_template(rows[i].prompt, tools=rows[i].conversation.tools, tokenize=False,
+                                                   add_generation_prompt=True) for i in batch]
+            inputs = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt").to(model.device)
+            with torch.no_grad():
+                output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
+                                        pad_token_id=tokenizer.pad_token_id)
+            new = output[:, inputs["input_ids"].shape[1]:]
+            answers += [text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            progress(batch.stop, len(rows))
+    finally:
+        tokenizer.padding_side = side
+    return answers
+
+
+def score_side(rows: list[HeldOutRow], losses: list[tuple[float, int]], answers: list[str],
+               tolerance: float) -> dict[str, Any]:
+    """Per-row scores and the summary of one model: eval loss and perplexity first, then the text metrics."""
+    scores = [score_row(row.reference, answer, tolerance) for row, answer in zip(rows, answers, strict=True)]
+    nll, tokens = sum(n for n, _ in losses), sum(t for _, t in losses)
+    loss = nll / tokens if tokens else None
+    summary = {
+        "eval_loss": round(loss, 5) if loss is not None else None,
+        "perplexity": round(math.exp(min(loss, 50.0)), 4) if loss is not None else None,
+        "tokens": tokens,
+        **summarize([r.reference for r in rows], answers, scores, tolerance),
+    }
+    row_losses = [round(n / t, 5) if t else None for n, t in losses]
+    return {"answers": answers, "scores": scores, "losses": row_losses, "summary": summary}

@@ -1,0 +1,199 @@
+"""The evaluation screen driven by Pilot: its launcher writes an evaluation's events and files instead of a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual.app import App
+from textual.widgets import DataTable
+
+from tests.tui_support import make_run, screen_text, wait_for
+from tunedeck.core.errors import RunError
+from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
+from tunedeck.core.evaluate.metrics import score_row, summarize
+from tunedeck.core.events import EvalFinished, EvalProgress, EvalStarted, EventWriter, Log
+from tunedeck.tui.app import TunedeckApp
+from tunedeck.tui.screens.eval import EvalScreen
+
+REFERENCES = ["I am tunedeck's demo assistant, fine-tuned with tunedeck.", '{"score": 7, "label": "good"}']
+TUNED = ["I am tunedeck's demo assistant, fine-tuned with tunedeck.", '{"score": 8, "label": "good"}']
+BASE = ["I'm here to help with any kind of creative writing project.", "Sure! I'd rate it a 7."]
+
+
+def side(answers: list[str], loss: float) -> dict:
+    rows = [score_row(r, a) for r, a in zip(REFERENCES, answers, strict=True)]
+    return {"eval_loss": loss, "perplexity": round(2.718281828 ** loss, 4), "tokens": 40,
+            **summarize(REFERENCES, answers, rows)}
+
+
+class RecordedEvalLauncher:
+    """Writes what a finished evaluation of two held-out rows leaves behind, event by event."""
+
+    def __init__(self, fail: bool = False, finish: bool = True):
+        self.started: list[tuple[Path, EvalRequest]] = []
+        self.stopped: list[Path] = []
+        self.fail = fail
+        self.finish = finish
+
+    def start(self, run_dir: Path, request: EvalRequest) -> None:
+        if self.fail:
+            raise RunError("no trained adapter here", where=str(run_dir / "adapter"), hint="train the run first")
+        self.started.append((run_dir, request))
+        layout = EvalLayout(run_dir / "eval")
+        layout.root.mkdir(exist_ok=True)
+        layout.events.write_bytes(b"")
+        phases = ["loss", "generate"] + (["base_loss", "base_generate"] if request.compare_base else [])
+        events = EventWriter(layout.events)
+        events.emit(EvalStarted(run_id=run_dir.name, source="validation split of demo.json", rows=2, phases=phases))
+        events.emit(EvalProgress(phase="loss", done=2, total=2))
+        events.emit(EvalProgress(phase="generate", done=1, total=2))
+        events.emit(Log(level="warning", message="2 rows are longer than data.cutoff_len and were cut"))
+        if self.finish:
+            self.write_results(layout, request.compare_base)
+            events.emit(EvalFinished(status="completed", metrics=str(layout.metrics), message="2 rows"))
+        events.close()
+
+    def write_results(self, layout: EvalLayout, compare_base: bool) -> None:
+        metrics = {"rows": 2, "finetuned": side(TUNED, 0.62)}
+        if compare_base:
+            metrics["base"] = side(BASE, 3.1)
+        layout.metrics.write_text(json.dumps(metrics), encoding="utf-8")
+        records = [{"prompt": p, "reference": r, "prediction": t, **({"base_prediction": b} if compare_base else {})}
+                   for p, r, t, b in zip(["Who are you?", "Rate it."], REFERENCES, TUNED, BASE, strict=True)]
+        layout.predictions_jsonl.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    def stop(self, run_dir: Path) -> None:
+        self.stopped.append(run_dir)
+
+
+class Host(App[None]):
+    def __init__(self, screen: EvalScreen):
+        super().__init__()
+        self.eval_screen = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self.eval_screen)
+
+
+def rows_of(table: DataTable) -> list[list]:
+    return [list(table.get_row_at(i)) for i in range(table.row_count)]
+
+
+async def test_the_screen_starts_an_evaluation_follows_it_and_shows_both_models(tmp_path: Path):
+    launcher = RecordedEvalLauncher()
+    screen = EvalScreen(make_run(tmp_path, "run-1", status="completed"), launcher)
+    app = Host(screen)
+    async with app.run_test(size=(150, 45)) as pilot:
+        metrics = screen.query_one("#eval-metrics", DataTable)
+        assert await wait_for(pilot, lambda: metrics.row_count > 0)
+        assert launcher.started[0][1].compare_base is True
+        table = {row[0]: row[1:] for row in rows_of(metrics)}
+        assert table["eval loss"] == ["0.6200", "3.1000"]
+        assert table["exact match"] == ["50.0%", "0.0%"]
+        assert table["JSON fields agree (+-1)"] == ["100.0%", "0.0%"]  # score 8 vs 7 is within +-1
+        assert table["JSON valid"] == ["100.0%", "0.0%"]
+        text = screen_text(app)
+        assert "eval_loss: fine-tuned better (0.6200 vs 3.1000)" in text
+        assert "completed: 2 rows" in text
+        predictions = rows_of(screen.query_one("#eval-predictions", DataTable))
+        assert predictions[1] == ["Rate it.", REFERENCES[1], TUNED[1], BASE[1]]
+        assert any("cut" in n.message for n in app._notifications)
+        for key in ("Run again", "Base on/off", "Stop", "Back"):
+            assert key in text
+
+
+async def test_base_off_then_run_again_scores_the_fine_tuned_model_only(tmp_path: Path):
+    launcher = RecordedEvalLauncher()
+    screen = EvalScreen(make_run(tmp_path, "run-1", status="completed"), launcher)
+    app = Host(screen)
+    async with app.run_test(size=(150, 45)) as pilot:
+        metrics = screen.query_one("#eval-metrics", DataTable)
+        assert await wait_for(pilot, lambda: metrics.row_count > 0)
+        await pilot.press("b", "r")
+        assert await wait_for(pilot, lambda: len(launcher.started) == 2 and screen.finished is not None
+                              and metrics.row_count > 0)
+        assert launcher.started[1][1].compare_base is False
+        assert rows_of(metrics)[0] == ["eval loss", "0.6200", ""]
+        assert rows_of(screen.query_one("#eval-predictions", DataTable))[0][3] == "-"
+
+
+async def test_progress_while_running_and_stop(tmp_path: Path):
+    launcher = RecordedEvalLauncher(finish=False)
+    run_dir = make_run(tmp_path, "run-1", status="completed")
+    screen = EvalScreen(run_dir, launcher)
+    app = Host(screen)
+    async with app.run_test(size=(150, 45)) as pilot:
+        assert await wait_for(pilot, lambda: "generate: 1/2 rows" in screen_text(app))
+        assert "[2/4]" in screen_text(app)
+        assert screen.query_one("#eval-bar").progress == 3  # loss 2/2 + generate 1/2, of 4 phases x 2 rows
+        await pilot.press("s")
+        assert launcher.stopped == [run_dir]
+
+
+async def test_a_refused_start_is_a_notification_not_a_traceback(tmp_path: Path):
+    screen = EvalScreen(make_run(tmp_path, "run-1", status="failed"), RecordedEvalLauncher(fail=True))
+    app = Host(screen)
+    async with app.run_test() as pilot:
+        assert await wait_for(pilot, lambda: any("no trained adapter" in n.message for n in app._notifications))
+        assert "not started" in screen_text(app) and screen.tail is None
+
+
+async def test_v_on_the_runs_list_opens_the_evaluation_of_the_selected_run(tmp_path: Path):
+    make_run(tmp_path, "run-1", status="completed", created_at=1)
+    launcher = RecordedEvalLauncher()
+    app = TunedeckApp(runs_root=tmp_path, eval_launcher=launcher)
+    async with app.run_test(size=(150, 45)) as pilot:
+        await pilot.pause()
+        assert "Evaluate" in screen_text(app)
+        await pilot.press("v")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, EvalScreen) and launcher.started)
+        assert launcher.started[0][0] == (tmp_path / "run-1").resolve()
+        await pilot.press("escape")
+        assert not isinstance(app.screen, EvalScreen)
+
+
+def test_the_eval_screen_and_its_real_launcher_load_no_ml_library(tmp_path: Path):
+    from tests.test_import_hygiene import HEAVY, loaded_after
+
+    loaded = loaded_after(f"""
+        import asyncio
+        from pathlib import Path
+        from textual.app import App
+        from tunedeck.tui.screens.eval import EvalScreen, WorkerEvalLauncher
+        import tunedeck.core.commands.eval, tunedeck.core.evaluate.job, tunedeck.core.evaluate.metrics
+
+        class Host(App):
+            def on_mount(self):
+                self.push_screen(EvalScreen(run, WorkerEvalLauncher()))
+
+        async def main():
+            app = Host()
+            async with app.run_test() as pilot:
+                for _ in range(100):  # the real launcher refuses: the run has no adapter
+                    await pilot.pause(0.05)
+                    if app._notifications:
+                        break
+                assert any("no trained adapter" in n.message for n in app._notifications), app._notifications
+
+        run = Path({str(tmp_path)!r}) / "run-1"
+        run.mkdir()
+        (run / "config.yaml").write_text("{{}}")
+        asyncio.run(main())
+    """)
+    assert "textual" in loaded and not loaded & set(HEAVY), loaded
+
+
+async def test_an_evaluation_already_running_is_followed_not_started_again(tmp_path: Path):
+    import os
+
+    run_dir = make_run(tmp_path, "run-1", status="completed")
+    recorded = RecordedEvalLauncher(finish=False)
+    recorded.start(run_dir, EvalRequest(compare_base=False))  # as if `tunedeck eval` were running it
+    EvalLayout(run_dir / "eval").update_status(status="running", pid=os.getpid())
+    launcher = RecordedEvalLauncher()
+    screen = EvalScreen(run_dir, launcher)
+    app = Host(screen)
+    async with app.run_test(size=(150, 45)) as pilot:
+        assert await wait_for(pilot, lambda: "[2/2] generate: 1/2 rows" in screen_text(app))
+        assert launcher.started == []
