@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 # Modules under tunedeck.core.commands, in the order `tunedeck --help` lists them.
-COMMAND_MODULES = ("train", "runs", "export", "chat", "eval", "estimate", "doctor", "presets")
+COMMAND_MODULES = ("train", "runs", "data", "export", "chat", "eval", "estimate", "doctor", "presets")
 
 
 def add_runs_dir(parser: argparse.ArgumentParser) -> None:

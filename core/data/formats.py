@@ -90,6 +90,11 @@ def detect_format(records: Records) -> str:
     )
 
 
+def convert_row(row: Row, mapping: Mapping) -> Conversation:
+    """One row as a conversation; ValueError says why it cannot be one."""
+    return (_alpaca_row if mapping.formatting == "alpaca" else _sharegpt_row)(row, mapping)
+
+
 def to_conversations(records: Records, mapping: Mapping) -> tuple[list[Conversation], list[Problem]]:
     """Normalize rows; rows that cannot be used become problems naming their row and line."""
     convert = _alpaca_row if mapping.formatting == "alpaca" else _sharegpt_row

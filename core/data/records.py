@@ -1,10 +1,11 @@
-"""Read a data file (JSON, JSONL, CSV) into rows, naming file and line for anything unreadable."""
+"""Read a data file (JSON, JSONL, CSV, Parquet) into rows, naming file and line for anything unreadable."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,10 @@ def read_records(path: Path) -> Records:
         raise DataError(f"cannot read: {exc.strerror}", where=str(path)) from None
     if not raw.strip():
         raise DataError("data file is empty", where=str(path), hint="it needs at least one row")
-    text = _decode(raw, path)
     suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    text = _decode(raw, path)
     if suffix == ".jsonl" or (suffix != ".json" and suffix != ".csv" and _looks_like_jsonl(text)):
         return _read_jsonl(text, str(path))
     if suffix == ".csv":
@@ -100,14 +103,14 @@ def _looks_like_jsonl(text: str) -> bool:
 
 
 def _read_json(text: str, source: str) -> Records:
+    if text.lstrip().startswith("["):
+        return _read_json_array(text, source)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(
-            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-            where=f"{source}:{exc.lineno}",
-            hint="fix the JSON there; for one object per line, name the file .jsonl",
-        ) from None
+        if exc.msg == "Extra data" and text.lstrip().startswith("{"):  # one object per line in a .json file
+            return _read_jsonl(text, source)
+        raise _json_error(exc, source) from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
@@ -127,6 +130,47 @@ def _read_json(text: str, source: str) -> Records:
     return records
 
 
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _read_json_array(text: str, source: str) -> Records:
+    """A JSON list of rows, read element by element so that each row knows the line it starts on."""
+    decoder = json.JSONDecoder()
+    records = Records(source)
+    at = _JSON_SPACE.match(text, _JSON_SPACE.match(text).end() + 1).end()
+    line, counted = 1 + text.count("\n", 0, at), at
+    if text.startswith("]", at):
+        raise DataError("the list of rows is empty", where=source, hint="it needs at least one row")
+    while True:
+        line, counted = line + text.count("\n", counted, at), at
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            raise _json_error(exc, source) from None
+        if isinstance(value, dict):
+            records.rows.append(Row(len(records.rows) + len(records.problems), line, value))
+        else:
+            records.problems.append(Problem(len(records.rows) + len(records.problems), line,
+                                            f"row is a {type(value).__name__}, expected an object"))
+        at = _JSON_SPACE.match(text, end).end()
+        if text.startswith(",", at):
+            at = _JSON_SPACE.match(text, at + 1).end()
+            continue
+        if text.startswith("]", at) and _JSON_SPACE.match(text, at + 1).end() == len(text):
+            return records
+        error = json.JSONDecodeError("expected ',' or ']' after a row" if not text.startswith("]", at)
+                                     else "extra data after the list", text, at)
+        raise _json_error(error, source)
+
+
+def _json_error(exc: json.JSONDecodeError, source: str) -> DataError:
+    return DataError(
+        f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+        where=f"{source}:{exc.lineno}",
+        hint="fix the JSON there; for one object per line, name the file .jsonl",
+    )
+
+
 def _read_jsonl(text: str, source: str) -> Records:
     records = Records(source)
     row = 0
@@ -138,7 +182,7 @@ def _read_jsonl(text: str, source: str) -> Records:
             row += 1
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             records.problems.append(Problem(row, number, f"invalid JSON at column {exc.colno}: {exc.msg}"))
             row += 1
@@ -167,4 +211,19 @@ def _read_csv(text: str, source: str) -> Records:
         records.rows.append(Row(index, reader.line_num, {k: v for k, v in row.items() if k is not None}))
     if not records.rows:
         raise DataError("CSV has a header but no rows", where=source)
+    return records
+
+
+def _read_parquet(path: Path) -> Records:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for damaged files
+        raise DataError(f"cannot read Parquet: {str(exc).splitlines()[0]}", where=str(path),
+                        hint="check that the file is a complete Parquet file") from None
+    if table.num_rows == 0:
+        raise DataError("the Parquet file has no rows", where=str(path), hint="it needs at least one row")
+    records = Records(str(path))
+    records.rows = [Row(index, None, row) for index, row in enumerate(table.to_pylist())]
     return records

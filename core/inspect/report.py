@@ -48,6 +48,7 @@ class LengthStats:
     cutoff: int
     over_cutoff: int                 # samples longer than the cutoff
     assistant_lost: int              # samples whose every assistant token falls past the cutoff
+    rows: list[int] = field(default_factory=list)  # the row of each sample (lengths[i] is row rows[i])
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.lengths)
