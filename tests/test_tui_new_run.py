@@ -15,8 +15,9 @@ from tunedeck.tui.screens.live import LiveScreen
 from tunedeck.tui.screens.new_run import NewRunScreen
 from tunedeck.tui.screens.review import ReviewScreen
 
-from .conftest import SHARED_DATASETS
 from .tui_support import screen_text, wait_for
+
+SHIPPED_DATASET = Path(__file__).resolve().parents[1] / "presets" / "datasets" / "demo_identity.json"
 
 
 class RecordingLauncher:
@@ -75,7 +76,7 @@ async def test_a_bad_dataset_is_refused_with_its_reason(tmp_path: Path):
 async def test_the_form_refuses_bad_values_with_the_reason_then_launches(tmp_path: Path):
     runs = tmp_path / "runs"
     launcher = RecordingLauncher(runs)
-    dataset = str(SHARED_DATASETS / "identity.json")
+    dataset = str(SHIPPED_DATASET)  # a real file path, always there (the shared samples may not be)
     app = TunedeckApp(runs_root=runs, launcher=launcher)
     async with app.run_test(size=(150, 45)) as pilot:
         form = await open_form(app, pilot, dataset, "mi50-2x")
