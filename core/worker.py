@@ -26,9 +26,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # TRL still calls transformers' renamed `is_gradient_checkpointing`: a warning per generation that only buries
-    # the log lines a user reads in the live view.
-    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    # TRL still uses transformers' renamed `gradient_checkpointing` names: warnings that only bury the log lines a
+    # user reads in the live view.
+    warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def reserve_stdout():
