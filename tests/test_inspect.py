@@ -230,24 +230,44 @@ def test_progress_and_cancel(tmp_path, tokenizer):
         inspect_dataset(path, tokenizer=tokenizer, cancel=cancel)
 
 
-def test_large_files_use_every_cpu_with_the_same_report(tmp_path, tokenizer, monkeypatch):
-    from tunedeck.core.inspect import rows as row_work
+FORK_CHECK = """
+import json, sys
+from pathlib import Path
+from tunedeck.core.inspect import rows as row_work
+from tunedeck.core.inspect.inspect import inspect_dataset, load_inspect_tokenizer
+
+path, tokenizer = Path(sys.argv[1]), load_inspect_tokenizer(None)
+sequential = inspect_dataset(path, tokenizer=tokenizer, cutoff=48)
+row_work.PARALLEL_FROM = 1000
+processes = row_work._processes(9000)
+parallel = inspect_dataset(path, tokenizer=tokenizer, cutoff=48)
+print(json.dumps({"processes": processes, "same": parallel.to_json() == sequential.to_json(),
+                  "lengths": parallel.lengths.lengths == sequential.lengths.lengths,
+                  "trained": parallel.lengths.trained == sequential.lengths.trained,
+                  "over": parallel.lengths.over_cutoff,
+                  "dup": [f.row for f in parallel.findings if f.kind == "duplicate"]}))
+"""
+
+
+def test_large_files_use_every_cpu_with_the_same_report(tmp_path, tokenizer):
+    # A fresh process: forking is only used when no other thread runs, which a long test session cannot promise.
+    import os
+    import subprocess
+    import sys
 
     rng = random.Random(3)
     lines = [{"instruction": f"Question {i}: " + " ".join(rng.choice(ODD[12:]) for _ in range(20)),
               "output": f"Answer {i % 900}" + " word" * rng.randint(0, 60)} for i in range(9000)]
     lines[5000] = dict(lines[10])
     path = write_jsonl(tmp_path / "big.jsonl", lines)
-    sequential = inspect_dataset(path, tokenizer=tokenizer, cutoff=48)
-    monkeypatch.setattr(row_work, "PARALLEL_FROM", 1000)
-    if row_work._processes(9000) < 2:
-        pytest.skip("one CPU, or threads running: no processes to fork")
-    parallel = inspect_dataset(path, tokenizer=tokenizer, cutoff=48)
-    assert parallel.to_json() == sequential.to_json()
-    assert parallel.lengths.lengths == sequential.lengths.lengths
-    assert parallel.lengths.trained == sequential.lengths.trained
-    assert ("duplicate", 5000) in {(f.kind, f.row) for f in parallel.findings}
-    assert parallel.lengths.over_cutoff > 0
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: no processes to fork")
+    done = subprocess.run([sys.executable, "-c", FORK_CHECK, str(path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["processes"] >= 2
+    assert result["same"] and result["lengths"] and result["trained"]
+    assert 5000 in result["dup"] and result["over"] > 0
 
 
 def test_prepare_splits_deterministically_by_content(tmp_path, tokenizer):
