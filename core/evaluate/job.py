@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -40,21 +39,7 @@ def prepare(run: RunDir, request: EvalRequest) -> EvalLayout:
 def start_eval(run: RunDir, request: EvalRequest) -> subprocess.Popen:
     """Start an evaluation worker in its own session; its events go to eval/events.jsonl."""
     layout = prepare(run, request)
-    layout.update_status(status="starting", pid=None, started_at=time.time())
-    log = open(layout.log, "ab")  # noqa: SIM115 - handed to the child
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tunedeck.core.worker", "eval", str(run.path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    except OSError as exc:
-        layout.update_status(status="failed", error=str(exc))
-        raise RunError(f"could not start the evaluation worker: {exc.strerror}", where=str(run.path)) from None
-    finally:
-        log.close()
-    layout.update_status(pid=proc.pid)
-    return proc
+    return layout.spawn("eval", run.path, "evaluation")
 
 
 def stop_eval(layout: EvalLayout, now: bool = False) -> bool:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
-from tunedeck.core.atomic import write_atomic
-from tunedeck.core.runs import RunDir, pid_alive
+from tunedeck.core.job_folder import JobFolder
+from tunedeck.core.runs import RunDir
 
 
 @dataclass
@@ -34,8 +32,7 @@ class EvalRequest:
 
 
 @dataclass(frozen=True)
-class EvalLayout:
-    root: Path
+class EvalLayout(JobFolder):
 
     @classmethod
     def for_run(cls, run: RunDir) -> EvalLayout:
@@ -52,35 +49,3 @@ class EvalLayout:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
-
-    @property
-    def events(self) -> Path:
-        return self.root / "events.jsonl"
-
-    @property
-    def request(self) -> Path:
-        return self.root / "request.json"
-
-    @property
-    def status(self) -> Path:
-        return self.root / "status.json"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "worker.log"
-
-    def read_status(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.status.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-    def update_status(self, **values: Any) -> None:
-        status = self.read_status()
-        status.update(values, updated_at=time.time())
-        write_atomic(self.status, json.dumps(status, indent=2, ensure_ascii=False) + "\n")
-
-    def running(self) -> bool:
-        status = self.read_status()
-        pid = status.get("pid")
-        return status.get("status") in ("starting", "running") and bool(pid) and pid_alive(int(pid))

@@ -19,7 +19,7 @@ from tunedeck.core.events import (
     ExportStep,
     Log,
 )
-from tunedeck.core.export.job import export_running, stop_export
+from tunedeck.core.export.job import stop_export
 from tunedeck.core.export.layout import ExportLayout
 
 POLL_S = 0.25
@@ -119,7 +119,7 @@ def follow_export(layout: ExportLayout, proc: subprocess.Popen | None = None, ou
         try:
             for event in tail.poll():
                 printer.handle(event)
-            alive = proc.poll() is None if proc is not None else export_running(layout)
+            alive = proc.poll() is None if proc is not None else layout.running()
             if printer.finished is not None or not alive:
                 for event in tail.poll():
                     printer.handle(event)

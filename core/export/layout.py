@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunedeck.core.errors import RunError
+from tunedeck.core.job_folder import JobFolder
 from tunedeck.core.runs import RunDir
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass(frozen=True)
-class ExportLayout:
-    root: Path  # runs/<id>/export
+class ExportLayout(JobFolder):  # root: runs/<id>/export
     name: str  # file stem for GGUFs and the Ollama model name
 
     @classmethod
@@ -39,22 +39,6 @@ class ExportLayout:
     @property
     def report(self) -> Path:
         return self.root / "report.json"
-
-    @property
-    def events(self) -> Path:
-        return self.root / "events.jsonl"
-
-    @property
-    def request(self) -> Path:
-        return self.root / "request.json"
-
-    @property
-    def status(self) -> Path:
-        return self.root / "status.json"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "worker.log"
 
     def remove_leftovers(self) -> list[Path]:
         """Delete temporary files and folders a killed export left behind (their names start with '.')."""
