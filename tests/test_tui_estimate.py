@@ -15,22 +15,7 @@ from tunedeck.tui.screens.config_form import ConfigFormScreen
 from tunedeck.tui.screens.live import LiveScreen
 from tunedeck.tui.widgets.estimate_panel import EstimatePanel
 
-from .tui_support import screen_text, wait_for
-
-
-class RecordingLauncher:
-    """Creates the run folder like the real launcher, but records the launch instead of starting training."""
-
-    def __init__(self, runs_root: Path):
-        self.runs_root = runs_root
-        self.launched = []
-
-    def launch(self, config, label, preset):
-        self.launched.append((config, label, preset))
-        return create_run(self.runs_root, config, label, preset=preset)
-
-    def resume(self, run):
-        raise AssertionError("not expected")
+from .tui_support import RecordingLauncher, screen_text, wait_for
 
 
 def panel_text(app) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 from textual.widgets import Input
 
 from tunedeck.core.config_files import load_config
-from tunedeck.core.runs import create_run
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.config_form import ConfigFormScreen
 from tunedeck.tui.screens.data import DataScreen
@@ -15,21 +14,9 @@ from tunedeck.tui.screens.live import LiveScreen
 from tunedeck.tui.screens.new_run import NewRunScreen
 from tunedeck.tui.screens.review import ReviewScreen
 
-from .tui_support import screen_text, wait_for
+from .tui_support import RecordingLauncher, screen_text, wait_for
 
 SHIPPED_DATASET = Path(__file__).resolve().parents[1] / "presets" / "datasets" / "demo_identity.json"
-
-
-class RecordingLauncher:
-    """Creates the run folder like the real launcher, but records the launch instead of starting training."""
-
-    def __init__(self, runs_root: Path):
-        self.runs_root = runs_root
-        self.launched = []
-
-    def launch(self, config, label, preset):
-        self.launched.append((config, label, preset))
-        return create_run(self.runs_root, config, label, preset=preset)
 
 
 async def open_form(app, pilot, dataset: str, preset: str) -> ConfigFormScreen:

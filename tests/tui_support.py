@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from tunedeck.core.runs import create_run
+
 
 def screen_text(app) -> str:
     """The active screen rendered to plain text, as a terminal would show it."""
@@ -28,3 +30,18 @@ def make_run(root: Path, run_id: str, **status) -> Path:
     (path / "config.yaml").write_text("{}\n", encoding="utf-8")
     (path / "status.json").write_text(json.dumps(status), encoding="utf-8")
     return path
+
+
+class RecordingLauncher:
+    """Creates the run folder like the real launcher, but records the launch instead of starting training."""
+
+    def __init__(self, runs_root: Path):
+        self.runs_root = runs_root
+        self.launched = []
+
+    def launch(self, config, label, preset):
+        self.launched.append((config, label, preset))
+        return create_run(self.runs_root, config, label, preset=preset)
+
+    def resume(self, run):
+        raise AssertionError("not expected")
