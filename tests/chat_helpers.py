@@ -8,13 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .conftest import save_nonzero_adapter
+
 
 def make_chat_run(tiny_model_dir: Path, root: Path) -> Path:
     """runs/<id>/ with config.yaml (base: the tiny model), adapter/ (LoRA, lora_B non-zero) and a completed status."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from tunedeck.core.config_files import load_config
     from tunedeck.core.runs import create_run
 
@@ -22,12 +20,7 @@ def make_chat_run(tiny_model_dir: Path, root: Path) -> Path:
     (root / "rows.json").write_text(json.dumps(rows), encoding="utf-8")
     config = load_config(overrides=[f"model.name_or_path={tiny_model_dir}", f"data.path={root / 'rows.json'}"])
     run = create_run(root / "runs", config, "chat")
-    torch.manual_seed(1)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
-                           LoraConfig(r=4, lora_alpha=16, target_modules="all-linear", init_lora_weights=False))
-    model.save_pretrained(run.adapter)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(run.adapter)
-    run.update_status(status="completed")
+    save_nonzero_adapter(run, tiny_model_dir, lora_alpha=16)
     return run.path
 
 

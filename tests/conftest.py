@@ -58,3 +58,17 @@ def tiny_model_dir(builtin_model_dir, tmp_path_factory) -> Path:
 def tunedeck_cmd():
     """The console script's command line, run with this interpreter."""
     return [sys.executable, "-m", "tunedeck.tui.entry"]
+
+
+def save_nonzero_adapter(run, model_dir: Path, lora_alpha: int = 8, **status) -> None:
+    """A real LoRA adapter on the tiny model with lora_B non-zero (so it changes answers), saved into run/adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(1)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+                           LoraConfig(r=4, lora_alpha=lora_alpha, target_modules="all-linear", init_lora_weights=False))
+    model.save_pretrained(run.adapter)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(run.adapter)
+    run.update_status(status="completed", **status)

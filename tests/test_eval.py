@@ -18,6 +18,8 @@ from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.events import EvalFinished, EvalProgress, EvalStarted, read_events
 from tunedeck.core.runs import RunDir, create_run
 
+from .conftest import save_nonzero_adapter
+
 TRAIN = [{"instruction": f"What is {a} plus {a}?", "input": "", "output": f"{a} plus {a} is {2 * a}."}
          for a in range(8)]
 HELD_OUT = [
@@ -34,22 +36,13 @@ HELD_OUT = [
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir: Path, tmp_path_factory) -> RunDir:
     """A run on the tiny model with a separate validation file and a random LoRA adapter (it changes outputs)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     root = tmp_path_factory.mktemp("eval-run")
     (root / "train.json").write_text(json.dumps(TRAIN), encoding="utf-8")
     (root / "held_out.json").write_text(json.dumps(HELD_OUT, ensure_ascii=False), encoding="utf-8")
     config = load_config(overrides=[f"model.name_or_path={tiny_model_dir}", f"data.path={root / 'train.json'}",
                                     f"data.val_path={root / 'held_out.json'}", "data.cutoff_len=96"])
     run = create_run(root / "runs", config, "tiny")
-    torch.manual_seed(1)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
-    model.save_pretrained(run.adapter)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(run.adapter)
-    run.update_status(status="completed", precision="fp32")
+    save_nonzero_adapter(run, tiny_model_dir, precision="fp32")
     return run
 
 

@@ -15,14 +15,12 @@ from tunedeck.core.export.job import start_export
 from tunedeck.core.export.layout import ExportLayout
 from tunedeck.core.runs import RunDir, create_run
 
+from .conftest import save_nonzero_adapter
+
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir: Path, tmp_path_factory) -> RunDir:
     """A run folder whose adapter is a random (non-zero) LoRA on the tiny model: merging changes the weights."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     root = tmp_path_factory.mktemp("export-run")
     rows = [{"instruction": f"What is {a} plus {a}?", "input": "", "output": f"{a} plus {a} is {2 * a}."}
             for a in range(12)]
@@ -31,12 +29,7 @@ def tiny_run(tiny_model_dir: Path, tmp_path_factory) -> RunDir:
                                     "data.val_size=0.25", "data.cutoff_len=64", "export.eval_samples=3",
                                     "export.check_max_tokens=16"])
     run = create_run(root / "runs", config, "tiny")
-    torch.manual_seed(1)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
-    model.save_pretrained(run.adapter)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(run.adapter)
-    run.update_status(status="completed", precision="fp32")
+    save_nonzero_adapter(run, tiny_model_dir, precision="fp32")
     return run
 
 
