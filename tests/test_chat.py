@@ -252,11 +252,11 @@ def test_a_quantized_gguf_answers_a_prompt_longer_than_one_token(tiny_gguf: Path
 
 
 def test_the_extra_buffer_switch_follows_the_environment(monkeypatch):
-    from tunedeck.core.chat import gguf_open
+    from tunedeck.core import gguf_runtime
 
     monkeypatch.setenv("TUNEDECK_GGUF_EXTRA_BUFFERS", "1")
-    assert gguf_open.extra_buffers_wanted()
+    assert gguf_runtime.extra_buffers_wanted()
     monkeypatch.setenv("TUNEDECK_GGUF_EXTRA_BUFFERS", "0")
-    assert not gguf_open.extra_buffers_wanted()
+    assert not gguf_runtime.extra_buffers_wanted()
     monkeypatch.delenv("TUNEDECK_GGUF_EXTRA_BUFFERS")
-    assert gguf_open.extra_buffers_wanted() == (not gguf_open.reports_amx())
+    assert gguf_runtime.extra_buffers_wanted() == (not gguf_runtime.reports_amx())

@@ -243,8 +243,8 @@ class GGUFBackend:
 
 
 def _open_gguf(path: str) -> Any:
-    from tunedeck.core.chat.gguf_open import open_llama
     from tunedeck.core.export.checks import threads
+    from tunedeck.core.gguf_runtime import open_llama
 
     try:
         llm = open_llama(path, n_ctx=GGUF_CTX, n_threads=chat_threads() or threads(), verbose=False)
