@@ -25,7 +25,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as runs_root:
         for _ in range(args.runs):
             started = time.perf_counter()
-            result = subprocess.run([sys.executable, "-m", "tunedeck.core.cli", "doctor", "--json", "--runs-dir",
+            result = subprocess.run([sys.executable, "-m", "tunedeck.core.cli.main", "doctor", "--json", "--runs-dir",
                                      runs_root], capture_output=True, text=True, check=False)
             walls.append(time.perf_counter() - started)
             report = json.loads(result.stdout)

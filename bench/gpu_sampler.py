@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tunedeck.core.events import EventWriter
-from tunedeck.core.monitor import SAMPLE_EVERY_S, GpuSampler, open_sources
+from tunedeck.core.hardware.monitor import SAMPLE_EVERY_S, GpuSampler, open_sources
+from tunedeck.core.stream.events import EventWriter
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tunedeck.core.config import Config
 from tunedeck.core.config_files import dump_config
-from tunedeck.core.events import Checkpoint, Eval, Gpu, Log, RunFinished, RunStarted, Step
+from tunedeck.core.stream.events import Checkpoint, Eval, Gpu, Log, RunFinished, RunStarted, Step
 
 GIB = 1 << 30
 

@@ -51,7 +51,7 @@ def make_data(folder: Path, rows: int, seed: int) -> tuple[Path, Path]:
 
 
 def build_model(args: argparse.Namespace, folder: Path) -> Path:
-    from tunedeck.core.models import BUILTIN_MODELS, materialize_builtin
+    from tunedeck.core.models.loading import BUILTIN_MODELS, materialize_builtin
 
     builtin = materialize_builtin(BUILTIN_MODELS["smollm2-135m-instruct"])
     if not args.gpu:
@@ -80,7 +80,7 @@ def run_baseline(args, model: Path, train: Path, out: Path) -> dict:
 
 
 def run_tunedeck(args, model: Path, train: Path, val: Path, folder: Path, mode: str) -> dict:
-    from tunedeck.core.events import RunFinished, read_events
+    from tunedeck.core.stream.events import RunFinished, read_events
 
     config = {
         "model": {"name_or_path": str(model)},
@@ -111,7 +111,7 @@ def val_loss(model: Path, adapter: str, val: Path, cutoff: int) -> float:
 
     from tunedeck.core.data.conversation import Conversation, Message
     from tunedeck.core.data.tokenize import IGNORE_INDEX, encode_conversation
-    from tunedeck.core.models import load_tokenizer
+    from tunedeck.core.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(model))
     base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)

@@ -51,7 +51,7 @@ class ModelConfig(Section):
     @field_validator("template")
     @classmethod
     def _known_template(cls, value: str) -> str:
-        from tunedeck.core.templates import TEMPLATE_NAMES
+        from tunedeck.core.models.templates import TEMPLATE_NAMES
 
         if value != "auto" and value not in TEMPLATE_NAMES:
             raise ValueError(f"unknown template {value!r}; use 'auto' or one of {', '.join(TEMPLATE_NAMES)}")

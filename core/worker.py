@@ -14,10 +14,10 @@ from pathlib import Path
 
 from tunedeck.core.config import Config
 from tunedeck.core.errors import TunedeckError
-from tunedeck.core.events import Error, EventWriter, Log, RunFinished
-from tunedeck.core.failures import comm_error, is_comm_failure, is_out_of_memory, oom_error
-from tunedeck.core.monitor import gpu_sampling
-from tunedeck.core.runs import RunDir
+from tunedeck.core.errors.classify import comm_error, is_comm_failure, is_out_of_memory, oom_error
+from tunedeck.core.hardware.monitor import gpu_sampling
+from tunedeck.core.jobs.runs import RunDir
+from tunedeck.core.stream.events import Error, EventWriter, Log, RunFinished
 
 
 def _quiet_libraries() -> None:
@@ -77,7 +77,7 @@ def classify(exc: BaseException, config: Config | None = None, step: int | None 
 def _failure_context(run: RunDir) -> tuple[Config | None, int | None, int | None]:
     """The run's config, the step in progress and the longest sample, for the error event."""
     step = None
-    events_module = sys.modules.get("tunedeck.core.train_events")
+    events_module = sys.modules.get("tunedeck.core.training.callbacks")
     if events_module is not None:
         step = events_module.step_in_progress
     try:
@@ -88,8 +88,8 @@ def _failure_context(run: RunDir) -> tuple[Config | None, int | None, int | None
 
 
 def run_train(run_path: Path, resume: bool = False) -> int:
-    from tunedeck.core.distributed import RankEvents, die_with_parent, is_main_process, under_launcher
-    from tunedeck.core.train import run_training
+    from tunedeck.core.training.distributed import RankEvents, die_with_parent, is_main_process, under_launcher
+    from tunedeck.core.training.recipe import run_training
 
     run = RunDir(run_path)
     launched = under_launcher()  # one rank of a multi-GPU run: the launch job owns the pid, rank 0 the status
@@ -162,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         from tunedeck.core.evaluate.job import run_eval_job
 
         return run_eval_job(args.run_dir)
-    from tunedeck.core.distributed import under_launcher
+    from tunedeck.core.training.distributed import under_launcher
 
     if not under_launcher():
-        from tunedeck.core.launch import needs_launch, run_launch
+        from tunedeck.core.training.launch import needs_launch, run_launch
 
         if needs_launch(RunDir(args.run_dir).load_config()):  # several GPUs: accelerate starts one worker each
             return run_launch(args.run_dir, resume=args.resume)

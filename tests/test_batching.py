@@ -44,8 +44,8 @@ def test_padding_free_loss_equals_padded_loss(tiny_model_dir, tokenizer, batch, 
 
 def test_every_batching_mode_trains_the_same_first_steps(tmp_path, tiny_model_dir):
     """Through the real worker: the same random batches give the same losses padded or padding-free."""
-    from tunedeck.core.events import Step, read_events
-    from tunedeck.core.runs import start_worker
+    from tunedeck.core.jobs.runs import start_worker
+    from tunedeck.core.stream.events import Step, read_events
 
     from .test_resilience import make_run
 
@@ -64,7 +64,7 @@ def test_tokenized_data_is_cached_and_keyed_by_what_decides_it(tmp_path, tokeniz
 
     from tunedeck.core.config_files import load_config
     from tunedeck.core.data.training_set import prepare_data
-    from tunedeck.core.events import EventWriter, Log, read_events
+    from tunedeck.core.stream.events import EventWriter, Log, read_events
 
     data = tmp_path / "rows.json"
     data.write_text(json.dumps([{"instruction": f"q{i}", "output": f"a{i}"} for i in range(6)]), encoding="utf-8")

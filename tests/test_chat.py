@@ -252,7 +252,7 @@ def test_a_quantized_gguf_answers_a_prompt_longer_than_one_token(tiny_gguf: Path
 
 
 def test_the_extra_buffer_switch_follows_the_environment(monkeypatch):
-    from tunedeck.core import gguf_runtime
+    from tunedeck.core.models import gguf_open as gguf_runtime
 
     monkeypatch.setenv("TUNEDECK_GGUF_EXTRA_BUFFERS", "1")
     assert gguf_runtime.extra_buffers_wanted()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunedeck.core.checkpoints import MANIFEST, check_complete, mark_complete, newest_complete
+from tunedeck.core.training.checkpoints import MANIFEST, check_complete, mark_complete, newest_complete
 
 
 def checkpoint(root: Path, step: int, complete: bool = True) -> Path:

@@ -178,7 +178,7 @@ def test_corpus_settings_are_validated(tmp_path: Path):
 def test_a_corpus_prepares_as_training_data(corpus_dir: Path, tokenizer, tmp_path: Path):
     from tunedeck.core.config_files import load_config
     from tunedeck.core.data.training_set import prepare_data
-    from tunedeck.core.events import EventWriter, read_events
+    from tunedeck.core.stream.events import EventWriter, read_events
 
     config = load_config(preset="cpu-demo", overrides=[f"data.path={corpus_dir}", "data.cutoff_len=1024",
                                                        "train.cache_tokenized=false"])

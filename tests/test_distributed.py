@@ -12,15 +12,15 @@ import pytest
 
 from tunedeck.core.config import Config, DistributedConfig
 from tunedeck.core.config_files import load_config
-from tunedeck.core.distributed import (
+from tunedeck.core.errors import ConfigError
+from tunedeck.core.jobs.runs import RunDir, create_run
+from tunedeck.core.stream.events import Error, EventWriter, Gpu, Log, RunFinished, RunStarted, Step, read_events
+from tunedeck.core.training.distributed import (
     RankEvents,
     deepspeed_config,
     launch_argv,
     parse_hostfile,
 )
-from tunedeck.core.errors import ConfigError
-from tunedeck.core.events import Error, EventWriter, Gpu, Log, RunFinished, RunStarted, Step, read_events
-from tunedeck.core.runs import RunDir, create_run
 
 
 def dist(**fields) -> DistributedConfig:
@@ -127,7 +127,7 @@ def _trainer_bits(tmp_path):
 
 
 def test_only_rank_0s_callback_writes_steps_and_status(tmp_path, monkeypatch):
-    from tunedeck.core.train_events import EventCallback
+    from tunedeck.core.training.callbacks import EventCallback
 
     run = create_run(tmp_path / "runs", Config(), "ranks")
     before = run.read_status()
@@ -167,7 +167,7 @@ TWO_GPUS = {"accelerator": "cuda", "gpus": [{"index": i, "name": "GPU", "memory"
 
 
 def test_the_launch_plan_is_written_into_the_run_for_the_ranks(tmp_path):
-    from tunedeck.core.launch import launch_record, plan_launch
+    from tunedeck.core.training.launch import launch_record, plan_launch
 
     run = create_run(tmp_path / "runs", load_config(overrides=["distributed.num_gpus=2"]), "plan")
     plan = plan_launch(run, run.load_config(), TWO_GPUS, "bf16", resume=True)
@@ -180,7 +180,7 @@ def test_the_launch_plan_is_written_into_the_run_for_the_ranks(tmp_path):
 def test_zero_without_deepspeed_installed_names_the_install_command(tmp_path):
     import importlib.util
 
-    from tunedeck.core.launch import plan_launch
+    from tunedeck.core.training.launch import plan_launch
 
     if importlib.util.find_spec("deepspeed") is not None:
         pytest.skip("deepspeed is installed here")
@@ -192,7 +192,7 @@ def test_zero_without_deepspeed_installed_names_the_install_command(tmp_path):
 
 
 def test_hosts_become_a_hostfile_checked_against_the_config(tmp_path):
-    from tunedeck.core.distributed import check_hostfile, hostfile_text
+    from tunedeck.core.training.distributed import check_hostfile, hostfile_text
 
     config = dist(num_gpus=2, num_nodes=2, hosts=["node1", "node2"])
     path = tmp_path / "hostfile"
@@ -235,8 +235,8 @@ def test_stopping_a_two_rank_run_stops_both_at_the_same_step_with_one_checkpoint
     import time
 
     from tests.test_train_e2e import tiny_run
-    from tunedeck.core.checkpoints import newest_complete
-    from tunedeck.core.events import Checkpoint
+    from tunedeck.core.stream.events import Checkpoint
+    from tunedeck.core.training.checkpoints import newest_complete
 
     run = tiny_run(tmp_path, tiny_model_dir, "train.batch_size=3", "train.max_steps=500", "train.save_strategy=no",
                    "train.eval_strategy=no", "train.load_best_at_end=false")

@@ -15,7 +15,7 @@ from tunedeck.core.doctor.check import Check
 from tunedeck.core.doctor.disk import assess_disk, check_disk, model_size, space_needed
 from tunedeck.core.doctor.report import DoctorReport
 from tunedeck.core.doctor.torch_build import has_kernels
-from tunedeck.core.hardware import precision_warning, resolve_precision
+from tunedeck.core.hardware.detect import precision_warning, resolve_precision
 
 EXPECTED_CHECKS = {"GPUs", "torch build", "matmul speed", "precision", "attention (SDPA)", "flash-attn",
                    "bitsandbytes (QLoRA)", "DeepSpeed", "disk"}
@@ -28,8 +28,8 @@ MI50_BOX = {"host": "mi50-box", "accelerator": "rocm", "torch": "2.5.1+rocm6.2",
 @pytest.fixture(scope="module")
 def doctor_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    result = subprocess.run([sys.executable, "-m", "tunedeck.core.cli", "doctor", "--json", "--runs-dir", str(runs)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "tunedeck.core.cli.main", "doctor", "--json", "--runs-dir",
+                             str(runs)], capture_output=True, text=True, timeout=300)
     return result
 
 
@@ -63,7 +63,7 @@ def test_missing_deepspeed_is_reported_with_the_install_command(doctor_run):
 
 def test_the_measurement_is_cached_for_precision_auto(doctor_run):
     report = json.loads(doctor_run.stdout)
-    from tunedeck.core.hardware import detect_hardware
+    from tunedeck.core.hardware.detect import detect_hardware
 
     entry = matmul.read_cached(detect_hardware())
     assert entry is not None and entry["gflops"] == report["matmul"]["gflops"]
@@ -183,8 +183,8 @@ def test_doctor_and_launch_modules_load_no_torch_until_they_run():
     from tests.test_import_hygiene import HEAVY, UI, loaded_after
 
     loaded = loaded_after("""
-        import tunedeck.core.doctor.report, tunedeck.core.commands.doctor, tunedeck.core.distributed
-        import tunedeck.core.launch, tunedeck.core.doctor.matmul, tunedeck.core.doctor.disk
+        import tunedeck.core.doctor.report, tunedeck.core.cli.commands.doctor, tunedeck.core.training.distributed
+        import tunedeck.core.training.launch, tunedeck.core.doctor.matmul, tunedeck.core.doctor.disk
     """)
     assert not loaded & set(HEAVY + UI), loaded
     assert not loaded_after("import tunedeck.tui.screens.doctor") & set(HEAVY), "the screen must not load torch"

@@ -15,8 +15,8 @@ from tunedeck.core.config_files import load_config
 from tunedeck.core.evaluate.heldout import load_held_out
 from tunedeck.core.evaluate.job import start_eval
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
-from tunedeck.core.events import EvalFinished, EvalProgress, EvalStarted, read_events
-from tunedeck.core.runs import RunDir, create_run
+from tunedeck.core.jobs.runs import RunDir, create_run
+from tunedeck.core.stream.events import EvalFinished, EvalProgress, EvalStarted, read_events
 
 from .conftest import save_nonzero_adapter
 
@@ -108,7 +108,7 @@ def test_batched_loss_matches_one_row_at_a_time_and_the_plain_base_model(tiny_ru
     from transformers import AutoModelForCausalLM
 
     from tunedeck.core.data.tokenize import encode_conversation
-    from tunedeck.core.evaluate.batch import eval_losses, load_model
+    from tunedeck.core.evaluate.recipe import eval_losses, load_model
 
     config = tiny_run.load_config()
     model, tokenizer, precision = load_model(config, tiny_run.adapter)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tunedeck.core.events import (
+from tunedeck.core.stream.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
     Checkpoint,

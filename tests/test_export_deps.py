@@ -27,7 +27,7 @@ def test_transformers_still_reads_gguf_files():
     result = run_python(
         "from transformers import AutoConfig\n"
         "from transformers.utils import is_gguf_available\n"
-        "from tunedeck.core.models import BUILTIN_MODELS, builtin_gguf_path\n"
+        "from tunedeck.core.models.loading import BUILTIN_MODELS, builtin_gguf_path\n"
         "path = builtin_gguf_path(BUILTIN_MODELS['smollm2-135m-instruct'])\n"
         "config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)\n"
         "print(is_gguf_available(), config.model_type, config.num_hidden_layers)")

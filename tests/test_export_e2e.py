@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tunedeck.core.config_files import load_config
-from tunedeck.core.events import ExportCheck, ExportFinished, ExportStep, read_events
 from tunedeck.core.export.job import start_export
 from tunedeck.core.export.layout import ExportLayout
-from tunedeck.core.runs import RunDir, create_run
+from tunedeck.core.jobs.runs import RunDir, create_run
+from tunedeck.core.stream.events import ExportCheck, ExportFinished, ExportStep, read_events
 
 from .conftest import save_nonzero_adapter
 

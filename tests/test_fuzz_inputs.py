@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunedeck.core.cli import main
+from tunedeck.core.cli.main import main
 from tunedeck.core.config import DataConfig, LoraConfig, TrainConfig
 from tunedeck.core.data.loading import load_data
 from tunedeck.core.errors import DataError

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tunedeck.core.config_files import load_config
-from tunedeck.core.events import Gpu, RunFinished, RunStarted, Step, read_events
-from tunedeck.core.runs import create_run
+from tunedeck.core.jobs.runs import create_run
+from tunedeck.core.stream.events import Gpu, RunFinished, RunStarted, Step, read_events
 
 pytestmark = pytest.mark.gpu
 MIB = 1 << 20
@@ -45,7 +45,7 @@ def gpus() -> int:
 def test_gpu_events_carry_the_memory_nvml_reports(gpus):
     import torch
 
-    from tunedeck.core.monitor import GpuSampler
+    from tunedeck.core.hardware.monitor import GpuSampler
 
     nvml = _nvml()
     block = torch.empty(2048 * MIB, dtype=torch.uint8, device="cuda:0")  # 2 GiB that NVML must see
@@ -65,7 +65,7 @@ def test_gpu_events_carry_the_memory_nvml_reports(gpus):
 
 
 def test_doctor_on_the_gpu_measures_and_recommends_bf16(gpus, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tunedeck.core.cli", "doctor", "--json", "--runs-dir",
+    result = subprocess.run([sys.executable, "-m", "tunedeck.core.cli.main", "doctor", "--json", "--runs-dir",
                              str(tmp_path)], capture_output=True, text=True, timeout=600)
     report = json.loads(result.stdout)
     assert report["accelerator"] == "cuda" and len(report["gpus"]) == gpus

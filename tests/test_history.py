@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tunedeck.core.events import Checkpoint, Eval, EventWriter, Gpu, Log, RunFinished, RunStarted, Step
-from tunedeck.core.history import GPU_HISTORY, RunHistory, bucket_means, downsample, smooth
-from tunedeck.core.watch import LogTail, RunWatcher
+from tunedeck.core.stream.events import Checkpoint, Eval, EventWriter, Gpu, Log, RunFinished, RunStarted, Step
+from tunedeck.core.stream.history import GPU_HISTORY, RunHistory, bucket_means, downsample, smooth
+from tunedeck.core.stream.tail import LogTail, RunWatcher
 
 GIB = 1 << 30
 

@@ -62,10 +62,11 @@ def test_running_the_app_loads_no_ml_library(tmp_path):
 
 def test_engine_modules_load_no_ui_and_no_torch_until_needed():
     loaded = loaded_after("""
-        import tunedeck.core.cli, tunedeck.core.config_files, tunedeck.core.events, tunedeck.core.runs
-        import tunedeck.core.progress, tunedeck.core.data.loading, tunedeck.core.data.tokenize
-        import tunedeck.core.models, tunedeck.core.hardware, tunedeck.core.worker, tunedeck.core.monitor
-        import tunedeck.core.history, tunedeck.core.watch, tunedeck.core.config_fields
+        import tunedeck.core.cli.main, tunedeck.core.config_files, tunedeck.core.stream.events, tunedeck.core.jobs.runs
+        import tunedeck.core.cli.follow, tunedeck.core.data.loading, tunedeck.core.data.tokenize
+        import tunedeck.core.models.loading, tunedeck.core.hardware.detect, tunedeck.core.worker
+        import tunedeck.core.hardware.monitor
+        import tunedeck.core.stream.history, tunedeck.core.stream.tail, tunedeck.core.config_fields
     """)
     assert not loaded & set(UI), loaded
     assert not loaded & set(HEAVY), loaded
@@ -94,9 +95,9 @@ def test_the_export_wizard_loads_no_ml_library(tmp_path):
 
 def test_export_engine_modules_load_no_ui_and_no_torch_until_needed():
     loaded = loaded_after("""
-        import tunedeck.core.export.job, tunedeck.core.export.pipeline, tunedeck.core.export.follow
+        import tunedeck.core.export.job, tunedeck.core.export.pipeline, tunedeck.core.cli.export_follow
         import tunedeck.core.export.steps, tunedeck.core.export.checks, tunedeck.core.export.modelfile
-        import tunedeck.core.export.chat_format, tunedeck.core.export.merge, tunedeck.core.commands.export
+        import tunedeck.core.export.chat_format, tunedeck.core.export.merge, tunedeck.core.cli.commands.export
     """)
     assert not loaded & set(UI), loaded
     assert not loaded & set(HEAVY), loaded

@@ -21,7 +21,7 @@ from tunedeck.core.inspect.lengths import TokenCounter, measure
 from tunedeck.core.inspect.prepare import parse_split, prepare_dataset
 from tunedeck.core.inspect.preview import render_sample
 from tunedeck.core.inspect.text_checks import find_pii, fix_encoding, redact
-from tunedeck.core.templates import TEMPLATES
+from tunedeck.core.models.templates import TEMPLATES
 
 INFO = SHARED_DATASETS / "dataset_info.json"
 needs_shared = pytest.mark.skipif(not INFO.is_file(), reason="shared sample datasets not present")

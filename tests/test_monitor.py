@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tunedeck.core.events import EventWriter, Gpu, Log, read_events
-from tunedeck.core.monitor import HOST_INDEX, GpuSampler, SysfsAmdSource, host_memory, open_sources
+from tunedeck.core.hardware.monitor import HOST_INDEX, GpuSampler, SysfsAmdSource, host_memory, open_sources
+from tunedeck.core.stream.events import EventWriter, Gpu, Log, read_events
 
 GIB = 1 << 30
 

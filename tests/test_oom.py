@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tunedeck.core.config_files import load_config
-from tunedeck.core.events import Error, RunFinished, read_events
-from tunedeck.core.runs import create_run
+from tunedeck.core.jobs.runs import create_run
+from tunedeck.core.stream.events import Error, RunFinished, read_events
 from tunedeck.core.worker import classify
 
 GIB = 1 << 30
@@ -29,7 +29,7 @@ def address_space(limit: int):
 def _virtual_peak_after_setup(model_dir: Path) -> int:
     """VmPeak of a process that imports the training stack and loads the tiny model: what the worker needs."""
     code = (
-        "import tunedeck.core.train, trl, peft, datasets\n"
+        "import tunedeck.core.training.recipe, trl, peft, datasets\n"
         "from transformers import AutoModelForCausalLM\n"
         f"AutoModelForCausalLM.from_pretrained({str(model_dir)!r})\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmPeak')][0].split()[1])\n"

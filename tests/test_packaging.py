@@ -35,7 +35,7 @@ def test_the_wheel_holds_modules_presets_and_styles(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     names = zipfile.ZipFile(next(tmp_path.glob("tunedeck-*.whl"))).namelist()
-    for expected in ("tunedeck/core/data/loading.py", "tunedeck/core/commands/train.py",
+    for expected in ("tunedeck/core/data/loading.py", "tunedeck/core/cli/commands/train.py",
                      "tunedeck/core/export/pipeline.py", "tunedeck/tui/screens/live.py",
                      "tunedeck/tui/screens/live.tcss", "tunedeck/presets/mi50-2x.yaml",
                      "tunedeck/presets/datasets/demo_identity.json"):

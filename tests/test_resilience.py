@@ -9,10 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from tunedeck.core.checkpoints import MANIFEST, check_complete
 from tunedeck.core.config_files import load_config
-from tunedeck.core.events import Checkpoint, Log, RunFinished, RunStarted, Step, read_events, training_curve
-from tunedeck.core.runs import RunDir, create_run, start_worker, stop_worker
+from tunedeck.core.jobs.runs import RunDir, create_run, start_worker, stop_worker
+from tunedeck.core.stream.events import Checkpoint, Log, RunFinished, RunStarted, Step, read_events, training_curve
+from tunedeck.core.training.checkpoints import MANIFEST, check_complete
 
 
 def math_rows(n: int) -> list[dict]:

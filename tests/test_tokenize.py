@@ -9,7 +9,7 @@ import pytest
 from tunedeck.core.data.conversation import Conversation, Message
 from tunedeck.core.data.tokenize import IGNORE_INDEX, encode_conversation, encode_split
 from tunedeck.core.errors import DataError
-from tunedeck.core.templates import TEMPLATES
+from tunedeck.core.models.templates import TEMPLATES
 
 
 def conv(*pairs: tuple[str, str], tools=None) -> Conversation:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tunedeck.core.config_files import load_config
-from tunedeck.core.events import Checkpoint, Eval, RunFinished, RunStarted, Step, read_events
-from tunedeck.core.runs import RunDir, create_run
+from tunedeck.core.jobs.runs import RunDir, create_run
+from tunedeck.core.stream.events import Checkpoint, Eval, RunFinished, RunStarted, Step, read_events
 
 
 def tiny_run(tmp_path: Path, model_dir: Path, *overrides: str) -> RunDir:

@@ -123,7 +123,7 @@ def test_the_chat_screen_loads_no_ml_library():
         import json, sys
         import tunedeck.tui.screens.chat, tunedeck.tui.chat_client, tunedeck.tui.app
         import tunedeck.core.chat.store, tunedeck.core.chat.protocol, tunedeck.core.chat.resolve
-        import tunedeck.core.commands.chat
+        import tunedeck.core.cli.commands.chat
         print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {"torch", "transformers", "peft",
                                                                            "llama_cpp", "trl", "datasets"})))
     """)

@@ -8,8 +8,8 @@ from pathlib import Path
 from textual.widgets import Input
 
 from tunedeck.core.config_files import load_config
-from tunedeck.core.events import Error, EventWriter, RunFinished, RunStarted, Step
-from tunedeck.core.runs import create_run, list_runs
+from tunedeck.core.jobs.runs import create_run, list_runs
+from tunedeck.core.stream.events import Error, EventWriter, RunFinished, RunStarted, Step
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.config_form import ConfigFormScreen
 from tunedeck.tui.screens.live import LiveScreen

@@ -12,7 +12,7 @@ from tests.tui_support import make_run, screen_text, wait_for
 from tunedeck.core.errors import RunError
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.evaluate.metrics import score_row, summarize
-from tunedeck.core.events import EvalFinished, EvalProgress, EvalStarted, EventWriter, Log
+from tunedeck.core.stream.events import EvalFinished, EvalProgress, EvalStarted, EventWriter, Log
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.eval import EvalScreen
 
@@ -161,7 +161,7 @@ def test_the_eval_screen_and_its_real_launcher_load_no_ml_library(tmp_path: Path
         from pathlib import Path
         from textual.app import App
         from tunedeck.tui.screens.eval import EvalScreen, WorkerEvalLauncher
-        import tunedeck.core.commands.eval, tunedeck.core.evaluate.job, tunedeck.core.evaluate.metrics
+        import tunedeck.core.cli.commands.eval, tunedeck.core.evaluate.job, tunedeck.core.evaluate.metrics
 
         class Host(App):
             def on_mount(self):

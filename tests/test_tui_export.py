@@ -8,7 +8,7 @@ from pathlib import Path
 from textual.app import App
 from textual.widgets import DataTable, SelectionList, Static
 
-from tunedeck.core.events import (
+from tunedeck.core.stream.events import (
     Error,
     EventWriter,
     ExportCheck,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from textual.widgets import Log
 
-from tunedeck.core.events import Error, Eval, EventWriter, Gpu, RunFinished, RunStarted, Step
-from tunedeck.core.events import Log as LogEvent
-from tunedeck.core.monitor import HOST_INDEX
+from tunedeck.core.hardware.monitor import HOST_INDEX
+from tunedeck.core.stream.events import Error, Eval, EventWriter, Gpu, RunFinished, RunStarted, Step
+from tunedeck.core.stream.events import Log as LogEvent
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.live import LiveScreen
 

@@ -101,7 +101,7 @@ class ResumeRecorder:
         raise AssertionError("no launch expected")
 
     def resume(self, run) -> None:
-        from tunedeck.core.runs import resume_run
+        from tunedeck.core.jobs.runs import resume_run
 
         if run.effective_status() == "completed":
             resume_run(run)  # the real refusal

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tunedeck.core.events import RunStarted, Step, read_events
-from tunedeck.core.runs import RunDir, pid_alive, stop_worker
+from tunedeck.core.jobs.runs import RunDir, pid_alive, stop_worker
+from tunedeck.core.stream.events import RunStarted, Step, read_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from tunedeck.core.runs import create_run
+from tunedeck.core.jobs.runs import create_run
 
 
 def screen_text(app) -> str:

@@ -9,7 +9,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from tunedeck.core.errors import TunedeckError
-from tunedeck.core.runs import find_run
+from tunedeck.core.jobs.runs import find_run
 from tunedeck.tui.inspector import CommandFactory
 from tunedeck.tui.launcher import Launcher, WorkerLauncher
 from tunedeck.tui.screens.runs import RunsScreen

@@ -16,7 +16,7 @@ def open_app(args: argparse.Namespace) -> int:
 
 
 def main() -> None:
-    from tunedeck.core.cli import main as cli_main
+    from tunedeck.core.cli.main import main as cli_main
 
     sys.exit(cli_main(sys.argv[1:], open_app=open_app))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tunedeck.core.config import Config
-from tunedeck.core.runs import RunDir
+from tunedeck.core.jobs.runs import RunDir
 
 
 class Launcher(Protocol):
@@ -27,8 +27,8 @@ class WorkerLauncher:
     runs_root: Path
 
     def launch(self, config: Config, label: str, preset: str | None) -> RunDir:
-        from tunedeck.core.commands.train import preflight
-        from tunedeck.core.runs import create_run, start_worker
+        from tunedeck.core.cli.commands.train import preflight
+        from tunedeck.core.jobs.runs import create_run, start_worker
 
         preflight(config)
         run = create_run(self.runs_root, config, label, preset=preset)
@@ -36,6 +36,6 @@ class WorkerLauncher:
         return run
 
     def resume(self, run: RunDir) -> None:
-        from tunedeck.core.runs import resume_run
+        from tunedeck.core.jobs.runs import resume_run
 
         resume_run(run)

@@ -89,8 +89,8 @@ class HFBackend:
     def __init__(self, model: ChatModel):
         import torch
 
-        from tunedeck.core.generate import stop_token_ids
-        from tunedeck.core.models import load_causal_lm, load_tokenizer, resolve_model_path
+        from tunedeck.core.models.generate import stop_token_ids
+        from tunedeck.core.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
 
         self.model = model
         base_path = resolve_model_path(model.path) if model.backend == "adapter" else model.path
@@ -164,7 +164,7 @@ def _dtype(device: str) -> Any:
 
     if device == "cpu":
         return torch.float32  # bf16 is emulated and many times slower on CPUs
-    from tunedeck.core.hardware import detect_hardware, has_fast_bf16
+    from tunedeck.core.hardware.detect import detect_hardware, has_fast_bf16
 
     return torch.bfloat16 if has_fast_bf16(detect_hardware()) else torch.float16
 
@@ -244,7 +244,7 @@ class GGUFBackend:
 
 def _open_gguf(path: str) -> Any:
     from tunedeck.core.export.checks import threads
-    from tunedeck.core.gguf_runtime import open_llama
+    from tunedeck.core.models.gguf_open import open_llama
 
     try:
         llm = open_llama(path, n_ctx=GGUF_CTX, n_threads=chat_threads() or threads(), verbose=False)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunedeck.core.errors import ModelError, RunError
-from tunedeck.core.runs import RUN_ID, RunDir, find_run
+from tunedeck.core.jobs.runs import RUN_ID, RunDir, find_run
 
 BACKENDS = ("adapter", "merged", "gguf")
 FLOAT_GGUF = ("f16", "bf16", "f32")
@@ -122,7 +122,7 @@ def _builtin_gguf(base: str) -> str | None:
     """The builtin base model's own GGUF (the package file): base answers for a GGUF export at no cost."""
     if not base.startswith("builtin:"):
         return None
-    from tunedeck.core.models import BUILTIN_MODELS, builtin_gguf_path
+    from tunedeck.core.models.loading import BUILTIN_MODELS, builtin_gguf_path
 
     model = BUILTIN_MODELS.get(base.removeprefix("builtin:"))
     try:

@@ -15,7 +15,7 @@ def eval_dir(run: str | Path | None, model_path: str | None = None) -> Path:
     """runs/<id>/eval for a run's model; a folder in tunedeck's cache for a model file of no run."""
     if run:
         return Path(run) / "eval"
-    from tunedeck.core.models import cache_dir
+    from tunedeck.core.models.loading import cache_dir
 
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model_path or "model").name).strip("-.") or "model"
     return cache_dir() / "chats" / name

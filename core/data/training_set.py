@@ -10,15 +10,15 @@ from tunedeck.core.data.cache import TokenizedData, load_tokenized, store_tokeni
 from tunedeck.core.data.loading import LoadedData, load_data, load_val_data, split_train_val
 from tunedeck.core.data.tokenize import EncodedSplit, encode_split
 from tunedeck.core.errors import DataError
-from tunedeck.core.events import EventWriter, Log
-from tunedeck.core.templates import TEMPLATES
+from tunedeck.core.models.templates import TEMPLATES
+from tunedeck.core.stream.events import EventWriter, Log
 
 log = logging.getLogger(__name__)
 
 
 def prepare_data(config: Config, tokenizer: Any, events: EventWriter) -> TokenizedData:
     """Load, split and tokenize the data (or take it from the cache), reporting what is not trained as given."""
-    from tunedeck.core.models import cache_dir
+    from tunedeck.core.models.loading import cache_dir
 
     if config.model.template != "auto":
         tokenizer.chat_template = TEMPLATES[config.model.template].jinja

@@ -27,7 +27,7 @@ class ModelSize:
 
 
 def _local_config_dir(name_or_path: str) -> Path | None:
-    from tunedeck.core.models import BUILTIN_MODELS, cache_dir
+    from tunedeck.core.models.loading import BUILTIN_MODELS, cache_dir
 
     if name_or_path.startswith("builtin:"):
         model = BUILTIN_MODELS.get(name_or_path.removeprefix("builtin:"))

@@ -42,7 +42,7 @@ def driver_versions() -> dict[str, str]:
 
 def smi_gpus() -> tuple[list[dict[str, Any]], list[str]]:
     """GPUs the management libraries see, independent of torch (a CPU-only torch still finds them here)."""
-    from tunedeck.core.monitor import open_sources
+    from tunedeck.core.hardware.monitor import open_sources
 
     sources, reasons = open_sources()
     found = []

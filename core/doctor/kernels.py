@@ -6,7 +6,7 @@ import importlib.metadata
 from typing import Any
 
 from tunedeck.core.doctor.check import Check
-from tunedeck.core.hardware import ROCM_BF16_ARCHS
+from tunedeck.core.hardware.detect import ROCM_BF16_ARCHS
 
 BY_LENGTH = "keep train.batching: by_length (padding_free needs flash-attention to stay fast)"
 

@@ -99,7 +99,7 @@ def machine_key(hardware: dict[str, Any]) -> str:
 
 
 def _cache_path():
-    from tunedeck.core.models import cache_dir
+    from tunedeck.core.models.loading import cache_dir
 
     return cache_dir() / "precision.json"
 

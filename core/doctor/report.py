@@ -70,7 +70,7 @@ def _guarded(name: str, group: str, run: Callable[[], list[Check]]) -> list[Chec
 def run_doctor(runs_root: Path, config: Config | None = None) -> DoctorReport:
     """Inspect this machine for training `config` (default: the built-in defaults) into `runs_root`."""
     from tunedeck.core.doctor import deepspeed_ops, disk, gpus, kernels, matmul, quantization, torch_build
-    from tunedeck.core.hardware import detect_hardware
+    from tunedeck.core.hardware.detect import detect_hardware
 
     started = time.perf_counter()
     config = config or Config()

@@ -136,7 +136,7 @@ def from_config_json(data: dict[str, Any], name: str) -> Architecture:
 def local_config_json(name_or_path: str) -> Path | None:
     """config.json of a local folder, of the builtin model's converted folder, or of a cached hub snapshot."""
     if name_or_path.startswith("builtin:"):
-        from tunedeck.core.models import BUILTIN_MODELS, cache_dir
+        from tunedeck.core.models.loading import BUILTIN_MODELS, cache_dir
 
         model = BUILTIN_MODELS.get(name_or_path.removeprefix("builtin:"))
         path = cache_dir() / "models" / f"{model.name}-v{model.version}" / "config.json" if model else None

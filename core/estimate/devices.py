@@ -76,7 +76,7 @@ def gpu_from_preset(preset: str | None) -> Device | None:
 
 def local_device() -> Device:
     """This machine's first GPU through NVML / ROCm SMI (no torch), else its CPU with the host RAM."""
-    from tunedeck.core.monitor import host_memory, open_sources
+    from tunedeck.core.hardware.monitor import host_memory, open_sources
 
     sources, _ = open_sources()
     try:

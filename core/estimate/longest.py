@@ -26,7 +26,7 @@ def encoded_lengths(config: Config, tokenizer: Any) -> list[int]:
     """Token count of every usable row (train and validation), template applied, cut to data.cutoff_len."""
     from tunedeck.core.data.loading import load_data, load_val_data
     from tunedeck.core.data.tokenize import encode_split
-    from tunedeck.core.templates import TEMPLATES
+    from tunedeck.core.models.templates import TEMPLATES
 
     if config.model.template != "auto":
         tokenizer.chat_template = TEMPLATES[config.model.template].jinja
@@ -45,7 +45,7 @@ def longest_sample(config: Config) -> tuple[int | None, str]:
         return None, f"data.cutoff_len ({config.data.cutoff_len}): the tokenizer of {config.model.name_or_path} " \
                      "is not on this machine"
     try:
-        from tunedeck.core.models import load_tokenizer
+        from tunedeck.core.models.loading import load_tokenizer
 
         lengths = encoded_lengths(config, load_tokenizer(path, config.model.trust_remote_code))
     except TunedeckError as exc:

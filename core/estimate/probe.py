@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedeck.core.config import Config
-from tunedeck.core.runs import RunDir
+from tunedeck.core.jobs.runs import RunDir
 
 PROBE_STEPS = 2
 
@@ -96,10 +96,10 @@ def run_probe(folder: Path) -> dict[str, Any]:
 
     from tunedeck.core.data.cache import TokenizedData
     from tunedeck.core.data.training_set import prepare_data
-    from tunedeck.core.events import EventWriter
-    from tunedeck.core.hardware import detect_hardware, resolve_precision
-    from tunedeck.core.models import load_tokenizer, resolve_model_path
-    from tunedeck.core.train import _build_trainer, _configure_threads, _load_model
+    from tunedeck.core.hardware.detect import detect_hardware, resolve_precision
+    from tunedeck.core.models.loading import load_tokenizer, resolve_model_path
+    from tunedeck.core.stream.events import EventWriter
+    from tunedeck.core.training.recipe import _build_trainer, _configure_threads, _load_model
 
     run = RunDir(folder)
     config = probe_config(run.load_config())
@@ -151,7 +151,7 @@ def probe_main(folder: Path, out: Any) -> int:
     """Worker entry: run the probe and write its result as one JSON line to the machine stdout.
 
     Running out of memory is a result too: {"out_of_memory": message, "memory": at the time}."""
-    from tunedeck.core.failures import is_out_of_memory, memory_now
+    from tunedeck.core.errors.classify import is_out_of_memory, memory_now
 
     try:
         result = run_probe(folder)

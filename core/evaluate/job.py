@@ -15,8 +15,8 @@ from typing import Any
 from tunedeck.core.atomic import write_atomic
 from tunedeck.core.errors import RunError
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
-from tunedeck.core.events import EvalFinished, Event, EventWriter, Log
-from tunedeck.core.runs import RunDir, signal_worker
+from tunedeck.core.jobs.runs import RunDir, signal_worker
+from tunedeck.core.stream.events import EvalFinished, Event, EventWriter, Log
 
 
 def prepare(run: RunDir, request: EvalRequest) -> EvalLayout:
@@ -49,7 +49,7 @@ def stop_eval(layout: EvalLayout, now: bool = False) -> bool:
 def execute(run: RunDir, request: EvalRequest, cancel: threading.Event,
             on_event: Callable[[Event], None] | None = None) -> EvalFinished:
     """Evaluate and report every outcome as events (eval/events.jsonl, and on_event); never raises for failures."""
-    from tunedeck.core.evaluate.batch import run_evaluation
+    from tunedeck.core.evaluate.recipe import run_evaluation
     from tunedeck.core.worker import classify
 
     layout = EvalLayout.for_run(run)

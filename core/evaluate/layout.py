@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from tunedeck.core.job_folder import JobFolder
-from tunedeck.core.runs import RunDir
+from tunedeck.core.jobs.folder import JobFolder
+from tunedeck.core.jobs.runs import RunDir
 
 
 @dataclass

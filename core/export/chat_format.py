@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunedeck.core.errors import ModelError
-from tunedeck.core.generate import stop_token_ids
+from tunedeck.core.models.generate import stop_token_ids
 
 # End markers some families use beyond the named templates' lists (Llama 3.1 tool turns, Phi, Gemma).
 EXTRA_END_MARKERS = ("<|eom_id|>", "<|end|>", "<end_of_turn>")

@@ -129,7 +129,7 @@ def gguf_answer(gguf: Path, prompt_ids: list[int], stop_ids: set[int], max_token
     """A greedy answer from the GGUF, and whether it ended on a stop token or ran into the length limit."""
     import llama_cpp
 
-    from tunedeck.core.gguf_runtime import open_llama
+    from tunedeck.core.models.gguf_open import open_llama
 
     llm = open_llama(str(gguf), n_ctx=len(prompt_ids) + max_tokens + 8, n_threads=threads(), verbose=False)
     tokens: list[int] = []
@@ -158,7 +158,7 @@ def gguf_perplexity(gguf: Path, samples: list[EncodedSample]) -> dict[str, Any]:
     """Perplexity on the assistant tokens of held-out samples (the training eval loss, through llama.cpp)."""
     import numpy as np
 
-    from tunedeck.core.gguf_runtime import open_llama
+    from tunedeck.core.models.gguf_open import open_llama
 
     longest = max(len(s.input_ids) for s in samples)
     llm = open_llama(str(gguf), n_ctx=longest + 8, n_batch=min(512, longest + 8), logits_all=True,
@@ -186,7 +186,7 @@ def hf_perplexity(model_dir: Path, samples: list[EncodedSample], dtype: Any) -> 
     """The merged model's perplexity on the same tokens, in torch; returns the loaded model for reuse."""
     import torch
 
-    from tunedeck.core.models import load_causal_lm
+    from tunedeck.core.models.loading import load_causal_lm
 
     model = load_causal_lm(str(model_dir), dtype)
     model.eval()

@@ -13,9 +13,9 @@ from pathlib import Path
 from tunedeck.core.atomic import write_atomic
 from tunedeck.core.config import ExportConfig
 from tunedeck.core.errors import RunError, TunedeckError
-from tunedeck.core.events import EventWriter, ExportFinished, Log
 from tunedeck.core.export.layout import ExportLayout, resolve_adapter
-from tunedeck.core.runs import RunDir, signal_worker
+from tunedeck.core.jobs.runs import RunDir, signal_worker
+from tunedeck.core.stream.events import EventWriter, ExportFinished, Log
 
 
 def start_export(run: RunDir, options: ExportConfig) -> subprocess.Popen:

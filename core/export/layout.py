@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunedeck.core.errors import RunError
-from tunedeck.core.job_folder import JobFolder
-from tunedeck.core.runs import RunDir
+from tunedeck.core.jobs.folder import JobFolder
+from tunedeck.core.jobs.runs import RunDir
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 

@@ -26,7 +26,7 @@ def merge_adapter(base_path: str, adapter_dir: Path, target: Path, dtype: str) -
     import torch
     from peft import PeftModel
 
-    from tunedeck.core.models import load_causal_lm, load_tokenizer
+    from tunedeck.core.models.loading import load_causal_lm, load_tokenizer
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ModelError("no adapter_config.json: not a LoRA adapter folder", where=str(adapter_dir))

@@ -14,7 +14,10 @@ from typing import Any
 
 from tunedeck.core.atomic import write_atomic
 from tunedeck.core.config import Config, ExportConfig
-from tunedeck.core.events import (
+from tunedeck.core.export.layout import ExportLayout, resolve_adapter
+from tunedeck.core.export.manifest import Manifest, fingerprint, inputs_key
+from tunedeck.core.jobs.runs import RunDir
+from tunedeck.core.stream.events import (
     EventWriter,
     ExportCheck,
     ExportFinished,
@@ -23,9 +26,6 @@ from tunedeck.core.events import (
     ExportStep,
     Log,
 )
-from tunedeck.core.export.layout import ExportLayout, resolve_adapter
-from tunedeck.core.export.manifest import Manifest, fingerprint, inputs_key
-from tunedeck.core.runs import RunDir
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5

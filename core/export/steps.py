@@ -20,7 +20,7 @@ def run_steps(export: Export, adapter: Path, checkpoint: str) -> dict[str, Any]:
     from tunedeck.core.export.gguf import convert_to_gguf, gguf_outtype
     from tunedeck.core.export.merge import merge_adapter, resolve_merge_dtype
     from tunedeck.core.export.quantize import quantize_gguf
-    from tunedeck.core.models import resolve_model_path
+    from tunedeck.core.models.loading import resolve_model_path
 
     config, options, layout, manifest = export.config, export.options, export.layout, export.manifest
     dtype = resolve_merge_dtype(options.merge_dtype, export.run.read_status().get("precision"))
@@ -58,7 +58,7 @@ class _Context:
         from llama_cpp import Llama
 
         from tunedeck.core.export.chat_format import detect_chat_format, go_template, stop_strings
-        from tunedeck.core.models import load_tokenizer
+        from tunedeck.core.models.loading import load_tokenizer
 
         self.export = export
         self.tokenizer = load_tokenizer(str(export.layout.merged))

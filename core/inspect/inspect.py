@@ -18,7 +18,7 @@ from tunedeck.core.inspect.lengths import TokenCounter, length_findings
 from tunedeck.core.inspect.report import KINDS, InspectReport
 from tunedeck.core.inspect.rows import RowJob, duplicates_of, run_rows, samples_of
 from tunedeck.core.inspect.structure import schema_findings
-from tunedeck.core.templates import TEMPLATES
+from tunedeck.core.models.templates import TEMPLATES
 
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 Progress = Callable[[int, int], None]
@@ -68,7 +68,7 @@ def load_rows(path: str | Path, fmt: str | None = None, dataset_info: str | Path
 
 def load_inspect_tokenizer(model: str | None = None) -> Any:
     """The tokenizer of the run's model (default: the builtin SmolLM2), without loading any weights."""
-    from tunedeck.core.models import BUILTIN_MODELS, cache_dir, load_tokenizer, resolve_model_path
+    from tunedeck.core.models.loading import BUILTIN_MODELS, cache_dir, load_tokenizer, resolve_model_path
 
     model = model or DEFAULT_MODEL
     if not model.startswith("builtin:") or model.removeprefix("builtin:") not in BUILTIN_MODELS:
@@ -90,7 +90,7 @@ def _save_gguf_tokenizer(builtin: Any, folder: Path) -> None:
 
     from transformers import AutoTokenizer
 
-    from tunedeck.core.models import builtin_gguf_path
+    from tunedeck.core.models.loading import builtin_gguf_path
 
     gguf = builtin_gguf_path(builtin)
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -72,8 +72,8 @@ class Output:
 
 
 def load_tokenizer_for(model: str, template: str) -> Any:
-    from tunedeck.core.models import load_tokenizer, resolve_model_path
-    from tunedeck.core.templates import TEMPLATES
+    from tunedeck.core.models.loading import load_tokenizer, resolve_model_path
+    from tunedeck.core.models.templates import TEMPLATES
 
     tokenizer = load_tokenizer(resolve_model_path(model))
     if template != "auto":

@@ -22,7 +22,7 @@ TIMEOUT_S = 180
 
 def doctor_command(runs_root: Path) -> list[str]:
     """The engine's doctor, run with this interpreter (the app itself never loads torch)."""
-    return [sys.executable, "-m", "tunedeck.core.cli", "doctor", "--json", "--runs-dir", str(runs_root)]
+    return [sys.executable, "-m", "tunedeck.core.cli.main", "doctor", "--json", "--runs-dir", str(runs_root)]
 
 
 def run_doctor_process(command: list[str]) -> dict[str, Any]:

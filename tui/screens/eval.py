@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.evaluate.table import metric_rows, verdict
-from tunedeck.core.events import Error, EvalFinished, EvalProgress, EvalStarted, EventTail, Log
+from tunedeck.core.stream.events import Error, EvalFinished, EvalProgress, EvalStarted, EventTail, Log
 
 POLL_S = 0.3
 SHOWN_PREDICTIONS = 200
@@ -34,7 +34,7 @@ class WorkerEvalLauncher:
 
     def start(self, run_dir: Path, request: EvalRequest) -> None:
         from tunedeck.core.evaluate.job import start_eval
-        from tunedeck.core.runs import RunDir
+        from tunedeck.core.jobs.runs import RunDir
 
         start_eval(RunDir(run_dir), request)
 

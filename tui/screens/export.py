@@ -24,7 +24,8 @@ from textual.widgets import (
     Static,
 )
 
-from tunedeck.core.events import (
+from tunedeck.core.export.quant_types import QUANT_TYPES
+from tunedeck.core.stream.events import (
     Error,
     EventTail,
     ExportCheck,
@@ -33,7 +34,6 @@ from tunedeck.core.events import (
     ExportStarted,
     ExportStep,
 )
-from tunedeck.core.export.quant_types import QUANT_TYPES
 
 POLL_S = 0.3
 CHECK_MARKS = {True: "ok", False: "FAILED", None: "skipped"}
@@ -59,9 +59,9 @@ class WorkerExportLauncher:
     """The real launcher: a detached `python -m tunedeck.core.worker export RUN_DIR`."""
 
     def start(self, run_dir: Path, choices: ExportChoices) -> None:
-        from tunedeck.core.commands.export import export_options
+        from tunedeck.core.cli.commands.export import export_options
         from tunedeck.core.export.job import start_export
-        from tunedeck.core.runs import RunDir
+        from tunedeck.core.jobs.runs import RunDir
 
         run = RunDir(run_dir)
         options = export_options(run, checkpoint=choices.checkpoint, merge_dtype=choices.merge_dtype,
@@ -71,7 +71,7 @@ class WorkerExportLauncher:
     def stop(self, run_dir: Path) -> None:
         from tunedeck.core.export.job import stop_export
         from tunedeck.core.export.layout import ExportLayout
-        from tunedeck.core.runs import RunDir
+        from tunedeck.core.jobs.runs import RunDir
 
         stop_export(ExportLayout.for_run(RunDir(run_dir)))
 

@@ -14,11 +14,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from tunedeck.core.cli.follow import format_duration
 from tunedeck.core.errors import TunedeckError
-from tunedeck.core.history import RunHistory
-from tunedeck.core.progress import format_duration
-from tunedeck.core.runs import RunDir, stop_worker
-from tunedeck.core.watch import LogTail, RunWatcher
+from tunedeck.core.jobs.runs import RunDir, stop_worker
+from tunedeck.core.stream.history import RunHistory
+from tunedeck.core.stream.tail import LogTail, RunWatcher
 from tunedeck.tui.screens.confirm import ConfirmScreen
 from tunedeck.tui.screens.runs import STATUS_STYLE
 from tunedeck.tui.widgets.curves import CURVE_MODES, LearningRatePlot, LossPlot

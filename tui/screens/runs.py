@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from tunedeck.core.errors import TunedeckError
-from tunedeck.core.runs import RunDir, delete_run, find_run, list_runs, stop_worker
+from tunedeck.core.jobs.runs import RunDir, delete_run, find_run, list_runs, stop_worker
 from tunedeck.tui.screens.confirm import ConfirmScreen
 
 REFRESH_S = 2.0

@@ -6,7 +6,7 @@ from typing import Literal
 
 from textual_plotext import PlotextPlot
 
-from tunedeck.core.history import RunHistory, bucket_means, downsample, smooth
+from tunedeck.core.stream.history import RunHistory, bucket_means, downsample, smooth
 
 XAxis = Literal["step", "epoch"]
 CurveMode = Literal["both", "smoothed", "raw"]

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
-from tunedeck.core.events import Gpu
+from tunedeck.core.stream.events import Gpu
 
 GIB = 1 << 30
 BAR_WIDTH = 24

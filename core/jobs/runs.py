@@ -175,7 +175,7 @@ def start_worker(run: RunDir, mode: str = "train", extra: list[str] = ()) -> sub
 
 def resume_run(run: RunDir) -> subprocess.Popen:
     """Restart a stopped or failed run's worker from its newest complete checkpoint."""
-    from tunedeck.core.checkpoints import checkpoint_dirs
+    from tunedeck.core.training.checkpoints import checkpoint_dirs
 
     state = run.effective_status()
     if state in ("starting", "running"):

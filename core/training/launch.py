@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from tunedeck.core.config import Config
-from tunedeck.core.distributed import (
+from tunedeck.core.errors import ConfigError, TunedeckError
+from tunedeck.core.jobs.runs import RunDir
+from tunedeck.core.stream.events import Error, EventWriter, Log, RunFinished, read_events
+from tunedeck.core.training.distributed import (
     check_hostfile,
     deepspeed_config,
     hostfile_text,
@@ -25,9 +28,6 @@ from tunedeck.core.distributed import (
     uses_deepspeed,
     write_json,
 )
-from tunedeck.core.errors import ConfigError, TunedeckError
-from tunedeck.core.events import Error, EventWriter, Log, RunFinished, read_events
-from tunedeck.core.runs import RunDir
 
 LAUNCH_FILE = "launch.json"
 DEEPSPEED_FILE = "deepspeed.json"
@@ -99,7 +99,7 @@ def _finished_since(run: RunDir, since: float) -> RunFinished | None:
 def prepare(run_path: Path, resume: bool = False) -> int:
     """Resolve the precision and write the launch files; run in a child process so that the launch job itself
     never holds a GPU context (and its memory) for the whole run."""
-    from tunedeck.core.hardware import detect_hardware, resolve_precision
+    from tunedeck.core.hardware.detect import detect_hardware, resolve_precision
 
     run = RunDir(run_path)
     try:
@@ -122,7 +122,7 @@ def run_launch(run_path: Path, resume: bool = False) -> int:
     stops: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stops.append(signum))
-    code = subprocess.run([sys.executable, "-m", "tunedeck.core.launch", str(run.path),
+    code = subprocess.run([sys.executable, "-m", "tunedeck.core.training.launch", str(run.path),
                            *(["--resume"] if resume else [])], stdin=subprocess.DEVNULL).returncode
     plan = launch_record(run)
     if code == 0 and plan and not stops:
@@ -160,7 +160,7 @@ def _failed(run: RunDir, events: EventWriter, exc: BaseException) -> int:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m tunedeck.core.launch",
+    parser = argparse.ArgumentParser(prog="python -m tunedeck.core.training.launch",
                                      description="Write a multi-GPU run's launch files (deepspeed.json, launch.json).")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tunedeck.core.events import Event, parse_event
-from tunedeck.core.history import RunHistory
+from tunedeck.core.stream.events import Event, parse_event
+from tunedeck.core.stream.history import RunHistory
 
 LOG_TAIL_BYTES = 64 * 1024
 

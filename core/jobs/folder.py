@@ -13,7 +13,7 @@ from typing import Any
 
 from tunedeck.core.atomic import write_atomic
 from tunedeck.core.errors import RunError
-from tunedeck.core.runs import pid_alive
+from tunedeck.core.jobs.runs import pid_alive
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tunedeck.core.commands import COMMAND_MODULES
+from tunedeck.core.cli.commands import COMMAND_MODULES
 from tunedeck.core.errors import TunedeckError
 
 AppOpener = Callable[[argparse.Namespace], int]
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train without the app: create a run, start it and print its progress")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"tunedeck.core.commands.{name}").register(commands)
+        importlib.import_module(f"tunedeck.core.cli.commands.{name}").register(commands)
     return parser
 
 
@@ -48,7 +48,7 @@ def dispatch(args: argparse.Namespace, open_app: AppOpener | None) -> int:
     if getattr(args, "func", None) is not None:
         return args.func(args, open_app)
     if args.headless:
-        from tunedeck.core.commands.train import launch_headless
+        from tunedeck.core.cli.commands.train import launch_headless
 
         return launch_headless(args.runs_dir, args.preset, [Path(p) for p in args.config], args.overrides)
     if open_app is None:

@@ -8,7 +8,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-from tunedeck.core.events import (
+from tunedeck.core.export.job import stop_export
+from tunedeck.core.export.layout import ExportLayout
+from tunedeck.core.stream.events import (
     Error,
     Event,
     EventTail,
@@ -19,8 +21,6 @@ from tunedeck.core.events import (
     ExportStep,
     Log,
 )
-from tunedeck.core.export.job import stop_export
-from tunedeck.core.export.layout import ExportLayout
 
 POLL_S = 0.25
 MARKS = {True: "ok  ", False: "FAIL", None: "skip"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# Modules under tunedeck.core.commands, in the order `tunedeck --help` lists them.
+# Modules under tunedeck.core.cli.commands, in the order `tunedeck --help` lists them.
 COMMAND_MODULES = ("train", "runs", "data", "export", "chat", "eval", "estimate", "doctor", "presets")
 
 

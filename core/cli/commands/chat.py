@@ -6,7 +6,7 @@ import argparse
 import sys
 import threading
 
-from tunedeck.core.commands import add_runs_dir
+from tunedeck.core.cli.commands import add_runs_dir
 
 
 def register(commands: argparse._SubParsersAction) -> None:

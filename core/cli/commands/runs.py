@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from tunedeck.core.commands import add_runs_dir
+from tunedeck.core.cli.commands import add_runs_dir
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,31 +34,31 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def attach_command(args: argparse.Namespace, open_app=None) -> int:
-    from tunedeck.core.runs import find_run
+    from tunedeck.core.jobs.runs import find_run
 
     run = find_run(args.runs_dir, args.run_id)
     if args.headless or open_app is None:
-        from tunedeck.core.progress import follow_run
+        from tunedeck.core.cli.follow import follow_run
 
         return follow_run(run)
     return open_app(args)
 
 
 def resume_command(args: argparse.Namespace, open_app=None) -> int:
-    from tunedeck.core.runs import find_run, resume_run
+    from tunedeck.core.jobs.runs import find_run, resume_run
 
     run = find_run(args.runs_dir, args.run_id)
     proc = resume_run(run)
     print(f"run {run.run_id} resumed (pid {proc.pid})")
     if args.headless or open_app is None:
-        from tunedeck.core.progress import follow_run
+        from tunedeck.core.cli.follow import follow_run
 
         return follow_run(run, proc, skip_history=True)
     return open_app(args)
 
 
 def stop_command(args: argparse.Namespace, open_app=None) -> int:
-    from tunedeck.core.runs import find_run, stop_worker
+    from tunedeck.core.jobs.runs import find_run, stop_worker
 
     run = find_run(args.runs_dir, args.run_id)
     if not stop_worker(run, now=args.now):
@@ -70,7 +70,7 @@ def stop_command(args: argparse.Namespace, open_app=None) -> int:
 
 
 def list_command(args: argparse.Namespace, open_app=None) -> int:
-    from tunedeck.core.runs import list_runs
+    from tunedeck.core.jobs.runs import list_runs
 
     runs_root: Path = args.runs_dir
     runs = list_runs(runs_root)

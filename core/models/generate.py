@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunedeck.core.templates import TEMPLATES
+from tunedeck.core.models.templates import TEMPLATES
 
 END_MARKERS = tuple(dict.fromkeys(m for t in TEMPLATES.values() for m in t.end_of_turn))
 

@@ -8,8 +8,8 @@ import sys
 import time
 from typing import TextIO
 
-from tunedeck.core.events import Error, Eval, Event, EventTail, Log, RunFinished, RunStarted, Sample, Step
-from tunedeck.core.runs import RunDir, stop_worker
+from tunedeck.core.jobs.runs import RunDir, stop_worker
+from tunedeck.core.stream.events import Error, Eval, Event, EventTail, Log, RunFinished, RunStarted, Sample, Step
 
 POLL_S = 0.25
 

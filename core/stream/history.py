@@ -8,7 +8,7 @@ from array import array
 from collections import deque
 from dataclasses import dataclass, field, fields
 
-from tunedeck.core.events import (
+from tunedeck.core.stream.events import (
     SCHEMA_VERSION,
     Checkpoint,
     Error,

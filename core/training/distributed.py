@@ -12,7 +12,7 @@ from typing import Any
 
 from tunedeck.core.config import DistributedConfig
 from tunedeck.core.errors import ConfigError
-from tunedeck.core.events import Error, Event, Gpu, Log
+from tunedeck.core.stream.events import Error, Event, Gpu, Log
 
 HOSTFILE_LINE = re.compile(r"^(?P<host>[A-Za-z0-9._-]+)\s+slots=(?P<slots>\d+)\s*$")
 MIXED_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tunedeck.core.commands import add_runs_dir
+from tunedeck.core.cli.commands import add_runs_dir
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -35,10 +35,10 @@ def export_command(args: argparse.Namespace, open_app=None) -> int:
         from tunedeck.core.errors import ConfigError
 
         raise ConfigError("which run? give its id", where="tunedeck export", hint="see `tunedeck runs`")
-    from tunedeck.core.export.follow import follow_export
+    from tunedeck.core.cli.export_follow import follow_export
     from tunedeck.core.export.job import start_export
     from tunedeck.core.export.layout import ExportLayout
-    from tunedeck.core.runs import find_run
+    from tunedeck.core.jobs.runs import find_run
 
     run = find_run(args.runs_dir, args.run_id)
     options = export_options(run, checkpoint=args.checkpoint, quant=args.quant, system=args.system,

@@ -10,10 +10,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from tunedeck.core.checkpoints import mark_complete
-from tunedeck.core.distributed import agreed_stop, is_main_process
-from tunedeck.core.events import Checkpoint, Eval, EventWriter, Log, Step
-from tunedeck.core.runs import RunDir
+from tunedeck.core.jobs.runs import RunDir
+from tunedeck.core.stream.events import Checkpoint, Eval, EventWriter, Log, Step
+from tunedeck.core.training.checkpoints import mark_complete
+from tunedeck.core.training.distributed import agreed_stop, is_main_process
 
 STATUS_EVERY_S = 5.0
 # The optimizer step being computed in this worker process (one run per process), for the error event.

@@ -12,12 +12,12 @@ from tunedeck.core.atomic import atomic_dir
 from tunedeck.core.config import Config
 from tunedeck.core.data.cache import TokenizedData
 from tunedeck.core.data.training_set import prepare_data
-from tunedeck.core.distributed import is_main_process, under_launcher
-from tunedeck.core.events import EventWriter, Log, RunFinished, RunStarted, Sample
-from tunedeck.core.hardware import detect_hardware, precision_warning, resolve_precision
-from tunedeck.core.launch import launch_record
-from tunedeck.core.models import load_causal_lm, load_tokenizer, resolve_model_path
-from tunedeck.core.runs import RunDir
+from tunedeck.core.hardware.detect import detect_hardware, precision_warning, resolve_precision
+from tunedeck.core.jobs.runs import RunDir
+from tunedeck.core.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
+from tunedeck.core.stream.events import EventWriter, Log, RunFinished, RunStarted, Sample
+from tunedeck.core.training.distributed import is_main_process, under_launcher
+from tunedeck.core.training.launch import launch_record
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resu
 
 
 def _resume_point(run: RunDir, events: EventWriter) -> Any:
-    from tunedeck.core.checkpoints import newest_complete
     from tunedeck.core.errors import RunError
+    from tunedeck.core.training.checkpoints import newest_complete
 
     found = newest_complete(run.checkpoints, warn=lambda m: events.emit(Log(level="warning", message=m)))
     if found is None:
@@ -171,7 +171,7 @@ def _build_trainer(config, run, model, tokenizer, prepared, precision, hardware,
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from tunedeck.core.train_events import EventCallback, StopCallback
+    from tunedeck.core.training.callbacks import EventCallback, StopCallback
 
     t = config.train
     has_val = len(prepared.val) > 0
@@ -275,7 +275,7 @@ def save_adapter_ranks(trainer: Any, run: RunDir) -> Any:
 
 def answer_samples(model: Any, tokenizer: Any, prompts: list[str], events: EventWriter) -> None:
     """Answer each prompt greedily with the adapter off (base) and on (fine-tuned)."""
-    from tunedeck.core.generate import generate_reply
+    from tunedeck.core.models.generate import generate_reply
 
     model.eval()
     for prompt in prompts:

@@ -9,8 +9,8 @@ import sys
 import threading
 from typing import TextIO
 
-from tunedeck.core.commands import add_runs_dir
-from tunedeck.core.events import Error, EvalFinished, EvalProgress, EvalStarted, Event, Log
+from tunedeck.core.cli.commands import add_runs_dir
+from tunedeck.core.stream.events import Error, EvalFinished, EvalProgress, EvalStarted, Event, Log
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def eval_command(args: argparse.Namespace, open_app=None) -> int:
     from tunedeck.core.evaluate.job import execute, prepare
     from tunedeck.core.evaluate.layout import EvalRequest
     from tunedeck.core.evaluate.table import format_table, verdict
-    from tunedeck.core.runs import find_run
+    from tunedeck.core.jobs.runs import find_run
 
     for flag in ("max_rows", "max_new_tokens", "batch_size"):
         value = getattr(args, flag)

@@ -15,8 +15,8 @@ from tunedeck.core.evaluate.heldout import HeldOutRow, load_held_out
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.evaluate.metrics import score_row, summarize
 from tunedeck.core.evaluate.output import write_metrics, write_predictions
-from tunedeck.core.events import EvalProgress, EvalStarted, Log
-from tunedeck.core.runs import RunDir
+from tunedeck.core.jobs.runs import RunDir
+from tunedeck.core.stream.events import EvalProgress, EvalStarted, Log
 
 Emit = Callable[[Any], Any]
 
@@ -79,9 +79,9 @@ def load_model(config: Any, adapter: Path) -> tuple[Any, Any, str]:
     from peft import PeftModel
     from transformers.utils import logging as hf_logging
 
-    from tunedeck.core.hardware import detect_hardware, resolve_precision
-    from tunedeck.core.models import load_causal_lm, load_tokenizer, resolve_model_path
-    from tunedeck.core.templates import TEMPLATES
+    from tunedeck.core.hardware.detect import detect_hardware, resolve_precision
+    from tunedeck.core.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
+    from tunedeck.core.models.templates import TEMPLATES
 
     hf_logging.disable_progress_bar()
     hardware = detect_hardware()
@@ -141,7 +141,7 @@ def generate_answers(model: Any, tokenizer: Any, rows: list[HeldOutRow], max_new
     """Greedy answers to each row's prompt through the chat template, left-padded in batches."""
     import torch
 
-    from tunedeck.core.generate import stop_token_ids
+    from tunedeck.core.models.generate import stop_token_ids
 
     stops = stop_token_ids(tokenizer)
     side = tokenizer.padding_side

@@ -7,7 +7,7 @@ import resource
 from typing import Any
 
 from tunedeck.core.config import Config
-from tunedeck.core.events import Error
+from tunedeck.core.stream.events import Error
 
 log = logging.getLogger(__name__)
 

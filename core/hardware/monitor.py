@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from tunedeck.core.events import Event, Gpu, Log
+from tunedeck.core.stream.events import Event, Gpu, Log
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tunedeck.core.commands import add_runs_dir
+from tunedeck.core.cli.commands import add_runs_dir
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -1,0 +1,1 @@
+"""This machine: what it has (CPU, RAM, GPUs, precision) and the GPU readings sampled while a job runs."""

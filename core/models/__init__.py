@@ -1,0 +1,1 @@
+"""Models: finding and loading base models, chat templates, generation, and opening GGUFs with llama.cpp."""

@@ -1,0 +1,1 @@
+"""Training: the recipe, its Trainer callbacks, checkpoints, and the multi-GPU launch."""
