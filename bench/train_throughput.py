@@ -95,7 +95,7 @@ def run_tunedeck(args, model: Path, train: Path, val: Path, folder: Path, mode: 
     path = folder / f"tunedeck-{mode}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     runs = folder / "runs"
-    subprocess.run([sys.executable, "-m", "tunedeck.tui.entry", "train", str(path), "--runs-dir", str(runs)],
+    subprocess.run([sys.executable, "-m", "tunedeck.core.cli", "train", str(path), "--runs-dir", str(runs)],
                    capture_output=True, text=True, check=True)
     run = max(runs.iterdir(), key=lambda p: p.stat().st_mtime)
     finished = [e for e in read_events(run / "events.jsonl") if isinstance(e, RunFinished)][-1]

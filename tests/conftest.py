@@ -57,7 +57,7 @@ def tiny_model_dir(builtin_model_dir, tmp_path_factory) -> Path:
 @pytest.fixture
 def tunedeck_cmd():
     """The console script's command line, run with this interpreter."""
-    return [sys.executable, "-m", "tunedeck.tui.entry"]
+    return [sys.executable, "-m", "tunedeck.core.cli"]
 
 
 def save_nonzero_adapter(run, model_dir: Path, lora_alpha: int = 8, **status) -> None:

@@ -154,7 +154,7 @@ def test_devices_by_name_preset_and_memory():
 
 
 def test_the_cli_gives_a_per_gpu_breakdown_verdict_and_fixes():
-    result = subprocess.run([sys.executable, "-m", "tunedeck.tui.entry", "estimate", "--preset", "mi50-2x", "--json"],
+    result = subprocess.run([sys.executable, "-m", "tunedeck.core.cli", "estimate", "--preset", "mi50-2x", "--json"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -164,7 +164,7 @@ def test_the_cli_gives_a_per_gpu_breakdown_verdict_and_fixes():
     assert report["total_bytes"] == sum(report["per_gpu_bytes"].values())
     assert report["verdict"] == "will not fit"
     assert report["suggestions"] and all(s["estimate_gib"] < 0.85 * 31.98 for s in report["suggestions"])
-    text = subprocess.run([sys.executable, "-m", "tunedeck.tui.entry", "estimate", "--preset", "mi50-2x",
+    text = subprocess.run([sys.executable, "-m", "tunedeck.core.cli", "estimate", "--preset", "mi50-2x",
                            "--set", "train.batch_size=1", "--set", "data.cutoff_len=1024"],
                           capture_output=True, text=True, timeout=120)
     assert text.returncode == 0, text.stderr

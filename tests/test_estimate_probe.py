@@ -11,7 +11,7 @@ import pytest
 
 
 def estimate_json(*args: str) -> dict:
-    result = subprocess.run([sys.executable, "-m", "tunedeck.tui.entry", "estimate", *args, "--json"],
+    result = subprocess.run([sys.executable, "-m", "tunedeck.core.cli", "estimate", *args, "--json"],
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)

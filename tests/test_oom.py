@@ -92,7 +92,7 @@ def test_a_run_that_cannot_allocate_reports_step_memory_and_ranked_fixes(too_big
 def test_a_probe_that_runs_out_of_memory_says_so(too_big):
     overrides, limit = too_big
     args = [arg for pair in (("--set", o) for o in overrides) for arg in pair]
-    result = subprocess.run([sys.executable, "-m", "tunedeck.tui.entry", "estimate", *args, "--probe", "--json"],
+    result = subprocess.run([sys.executable, "-m", "tunedeck.core.cli", "estimate", *args, "--probe", "--json"],
                             capture_output=True, text=True, preexec_fn=address_space(limit), timeout=900,
                             env={**os.environ, "TUNEDECK_NO_GPU_SAMPLING": "1"})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -66,7 +66,7 @@ class Terminal:
     def start_app(self, session: str, *args: str) -> int:
         env_args = [arg for key, value in self.env.items() for arg in ("-e", f"{key}={value}")]
         self.tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", "-c", str(self.cwd), *env_args,
-                  sys.executable, "-m", "tunedeck.tui.entry", *args)
+                  sys.executable, "-m", "tunedeck.core.cli", *args)
         return int(self.tmux("display-message", "-p", "-t", session, "#{pane_pid}").strip())
 
     def keys(self, session: str, *keys: str) -> None:

@@ -27,8 +27,8 @@ class WorkerLauncher:
     runs_root: Path
 
     def launch(self, config: Config, label: str, preset: str | None) -> RunDir:
-        from tunedeck.core.cli.commands.train import preflight
         from tunedeck.core.jobs.runs import create_run, start_worker
+        from tunedeck.core.training.preflight import preflight
 
         preflight(config)
         run = create_run(self.runs_root, config, label, preset=preset)

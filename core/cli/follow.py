@@ -8,19 +8,11 @@ import sys
 import time
 from typing import TextIO
 
+from tunedeck.core.display import format_duration
 from tunedeck.core.jobs.runs import RunDir, stop_worker
 from tunedeck.core.stream.events import Error, Eval, Event, EventTail, Log, RunFinished, RunStarted, Sample, Step
 
 POLL_S = 0.25
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--:--"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class ProgressPrinter:

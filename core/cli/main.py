@@ -1,4 +1,4 @@
-"""The `tunedeck` command line: top-level flags, subcommands from core.commands, the app through a hook."""
+"""The `tunedeck` console script: top-level flags, the subcommands, and the app (an entry point) as the default."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tunedeck.core.cli.commands import COMMAND_MODULES
 from tunedeck.core.errors import TunedeckError
 
 AppOpener = Callable[[argparse.Namespace], int]
+APP_ENTRY_POINT = "tunedeck.app"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,10 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def open_installed_app(args: argparse.Namespace) -> int:
+    """Open the app registered under the `tunedeck.app` entry point (tunedeck.tui); it is imported only now."""
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group=APP_ENTRY_POINT))
+    if not found:
+        print("tunedeck: the app is not installed here; add --headless", file=sys.stderr)
+        return 2
+    return found[0].load()(args)
+
+
 def main(argv: list[str] | None = None, open_app: AppOpener | None = None) -> int:
+    """The console script; open_app replaces the installed app (tests)."""
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        return dispatch(args, open_app)
+        return dispatch(args, open_app or open_installed_app)
     except TunedeckError as exc:
         print(f"tunedeck: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
@@ -44,16 +58,13 @@ def main(argv: list[str] | None = None, open_app: AppOpener | None = None) -> in
         return 130
 
 
-def dispatch(args: argparse.Namespace, open_app: AppOpener | None) -> int:
+def dispatch(args: argparse.Namespace, open_app: AppOpener) -> int:
     if getattr(args, "func", None) is not None:
         return args.func(args, open_app)
     if args.headless:
         from tunedeck.core.cli.commands.train import launch_headless
 
         return launch_headless(args.runs_dir, args.preset, [Path(p) for p in args.config], args.overrides)
-    if open_app is None:
-        print("tunedeck: the app is not available here; add --headless", file=sys.stderr)
-        return 2
     return open_app(args)
 
 

@@ -59,8 +59,8 @@ class WorkerExportLauncher:
     """The real launcher: a detached `python -m tunedeck.core.worker export RUN_DIR`."""
 
     def start(self, run_dir: Path, choices: ExportChoices) -> None:
-        from tunedeck.core.cli.commands.export import export_options
         from tunedeck.core.export.job import start_export
+        from tunedeck.core.export.options import export_options
         from tunedeck.core.jobs.runs import RunDir
 
         run = RunDir(run_dir)

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
-from tunedeck.core.cli.follow import format_duration
+from tunedeck.core.display import format_duration
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.jobs.runs import RunDir, stop_worker
 from tunedeck.core.stream.history import RunHistory

@@ -38,6 +38,7 @@ def export_command(args: argparse.Namespace, open_app=None) -> int:
     from tunedeck.core.cli.export_follow import follow_export
     from tunedeck.core.export.job import start_export
     from tunedeck.core.export.layout import ExportLayout
+    from tunedeck.core.export.options import export_options
     from tunedeck.core.jobs.runs import find_run
 
     run = find_run(args.runs_dir, args.run_id)
@@ -47,24 +48,3 @@ def export_command(args: argparse.Namespace, open_app=None) -> int:
     layout = ExportLayout.for_run(run, options.ollama_name)
     print(f"export of {run.run_id} started (pid {proc.pid}); files go to {layout.root}")
     return follow_export(layout, proc)
-
-
-def export_options(run, *, checkpoint: str | None = None, quant: str | None = None, system: str | None = None,
-                   merge_dtype: str | None = None, name: str | None = None):
-    """The run's export section with the user's choices applied, validated like a config file."""
-    from pydantic import ValidationError
-
-    from tunedeck.core.config import ExportConfig
-    from tunedeck.core.errors import ConfigError
-
-    data = run.load_config().export.model_dump()
-    given = {"checkpoint": checkpoint, "system_prompt": system, "merge_dtype": merge_dtype, "ollama_name": name,
-             "quantizations": [q for q in quant.split(",") if q.strip()] if quant is not None else None}
-    data.update({k: v for k, v in given.items() if v is not None})
-    try:
-        return ExportConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"export.{field}: {message}", where="tunedeck export") from None

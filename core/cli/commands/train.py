@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from tunedeck.core.cli.commands import add_runs_dir
-from tunedeck.core.config import Config
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -23,20 +22,12 @@ def run_train_command(args: argparse.Namespace, open_app=None) -> int:
                            args.overrides)
 
 
-def preflight(config: Config) -> None:
-    """Refuse what can never train before a run directory exists: unreadable data, missing models."""
-    from tunedeck.core.data.loading import load_data
-    from tunedeck.core.models.loading import check_model_available
-
-    check_model_available(config.model.name_or_path)
-    load_data(config.data)
-
-
 def launch_headless(runs_root: Path, preset: str | None, files: list[Path], overrides: list[str]) -> int:
     """Validate the config, create the run, start its worker detached and follow it here."""
     from tunedeck.core.cli.follow import follow_run
     from tunedeck.core.config_files import load_config
     from tunedeck.core.jobs.runs import create_run, start_worker
+    from tunedeck.core.training.preflight import preflight
 
     config = load_config(preset=preset, files=files, overrides=overrides)
     preflight(config)
