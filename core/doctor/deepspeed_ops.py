@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import shutil
+import sys
 from typing import Any
 
 from tunedeck.core.doctor.check import Check
@@ -25,8 +27,10 @@ def deepspeed_version() -> str | None:
 
 def op_status() -> dict[str, str]:
     """Each key op -> 'installed' (prebuilt), 'jit' (compiles at first use) or 'unavailable'."""
-    from deepspeed.git_version_info import installed_ops
-    from deepspeed.ops.op_builder.all_ops import ALL_OPS
+    # DeepSpeed logs to stdout from import on (its logger keeps the stream it saw): keep it off the JSON report.
+    with contextlib.redirect_stdout(sys.stderr):
+        from deepspeed.git_version_info import installed_ops
+        from deepspeed.ops.op_builder.all_ops import ALL_OPS
 
     ninja = shutil.which("ninja") is not None or importlib.util.find_spec("ninja") is not None
     states = {}
