@@ -1,4 +1,4 @@
-"""The boundaries: the app process never loads torch & co., the engine never loads the UI stack."""
+"""The app process, driven through its screens, never loads torch & co. (every module alone: test_boundaries)."""
 
 from __future__ import annotations
 
@@ -60,18 +60,6 @@ def test_running_the_app_loads_no_ml_library(tmp_path):
     assert not loaded & set(HEAVY), loaded
 
 
-def test_engine_modules_load_no_ui_and_no_torch_until_needed():
-    loaded = loaded_after("""
-        import tunedeck.core.cli.main, tunedeck.core.config_files, tunedeck.core.stream.events, tunedeck.core.jobs.runs
-        import tunedeck.core.cli.follow, tunedeck.core.data.loading, tunedeck.core.data.tokenize
-        import tunedeck.core.models.loading, tunedeck.core.hardware.detect, tunedeck.core.worker
-        import tunedeck.core.hardware.monitor
-        import tunedeck.core.stream.history, tunedeck.core.stream.tail, tunedeck.core.config_fields
-    """)
-    assert not loaded & set(UI), loaded
-    assert not loaded & set(HEAVY), loaded
-
-
 def test_the_export_wizard_loads_no_ml_library(tmp_path):
     loaded = loaded_after(f"""
         import asyncio
@@ -90,14 +78,4 @@ def test_the_export_wizard_loads_no_ml_library(tmp_path):
         asyncio.run(main())
     """)
     assert "textual" in loaded
-    assert not loaded & set(HEAVY), loaded
-
-
-def test_export_engine_modules_load_no_ui_and_no_torch_until_needed():
-    loaded = loaded_after("""
-        import tunedeck.core.export.job, tunedeck.core.export.pipeline, tunedeck.core.cli.export_follow
-        import tunedeck.core.export.steps, tunedeck.core.export.checks, tunedeck.core.export.modelfile
-        import tunedeck.core.export.chat_format, tunedeck.core.export.merge, tunedeck.core.cli.commands.export
-    """)
-    assert not loaded & set(UI), loaded
     assert not loaded & set(HEAVY), loaded
