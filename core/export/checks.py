@@ -13,6 +13,7 @@ from typing import Any
 
 from tunedeck.core.config import Config
 from tunedeck.core.data.tokenize import IGNORE_INDEX, EncodedSample, encode_conversation
+from tunedeck.core.export.ollama_reference import render_like_ollama
 
 
 @dataclass
@@ -96,8 +97,6 @@ def template_round_trip(gguf: Path, tokenizer: Any, chats: list[tuple[list[dict]
 def modelfile_template_check(tokenizer: Any, fmt: Any, chats: list[tuple[list[dict], Any]], system: str | None,
                              gguf_adds_bos: bool) -> dict[str, Any]:
     """The Modelfile TEMPLATE, as Ollama applies it, renders the same prompt text as the training template."""
-    from tunedeck.core.export.chat_format import render_like_ollama
-
     compared, mismatches = 0, []
     for messages, tools in chats:
         msgs = prompt_messages(messages)
