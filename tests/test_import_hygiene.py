@@ -95,9 +95,10 @@ def test_the_export_wizard_loads_no_ml_library(tmp_path):
 
 def test_export_engine_modules_load_no_ui_and_no_torch_until_needed():
     loaded = loaded_after("""
-        import tunedeck.core.export.job, tunedeck.core.export.pipeline, tunedeck.core.cli.export_follow
-        import tunedeck.core.export.steps, tunedeck.core.export.checks, tunedeck.core.export.modelfile
-        import tunedeck.core.export.chat_format, tunedeck.core.export.merge, tunedeck.core.cli.commands.export
+        import tunedeck.core.export.job, tunedeck.core.export.recipe, tunedeck.core.cli.export_follow
+        import tunedeck.core.export.runner, tunedeck.core.export.report, tunedeck.core.export.checks
+        import tunedeck.core.export.modelfile, tunedeck.core.export.ollama_reference, tunedeck.core.export.chat_format
+        import tunedeck.core.export.merge, tunedeck.core.cli.commands.export
     """)
     assert not loaded & set(UI), loaded
     assert not loaded & set(HEAVY), loaded
