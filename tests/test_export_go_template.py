@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 
-from tunedeck.core.export.chat_format import detect_chat_format, go_template, ollama_inputs, render_like_ollama
+from tunedeck.core.export.chat_format import detect_chat_format, go_template
+from tunedeck.core.export.ollama_reference import ollama_inputs, render_like_ollama
 
 from .export_helpers import CONVERSATIONS, llama3_tokenizer, qwen_tokenizer
 

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from tunedeck.core.config import SamplingConfig
 from tunedeck.core.errors import ConfigError
-from tunedeck.core.export.chat_format import detect_chat_format, go_template, render_like_ollama, stop_strings
-from tunedeck.core.export.modelfile import ModelfileSpec, parse_modelfile, quote_value, render_modelfile
+from tunedeck.core.export.chat_format import detect_chat_format, go_template, stop_strings
+from tunedeck.core.export.modelfile import ModelfileSpec, quote_value, render_modelfile
+from tunedeck.core.export.ollama_reference import parse_modelfile, render_like_ollama
 
 from .export_helpers import CONVERSATIONS, llama3_tokenizer, qwen_tokenizer
 

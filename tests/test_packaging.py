@@ -36,7 +36,7 @@ def test_the_wheel_holds_modules_presets_and_styles(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     names = zipfile.ZipFile(next(tmp_path.glob("tunedeck-*.whl"))).namelist()
     for expected in ("tunedeck/core/data/loading.py", "tunedeck/core/cli/commands/train.py",
-                     "tunedeck/core/export/pipeline.py", "tunedeck/tui/screens/live.py",
+                     "tunedeck/core/export/recipe.py", "tunedeck/tui/screens/live.py",
                      "tunedeck/tui/screens/live.tcss", "tunedeck/presets/mi50-2x.yaml",
                      "tunedeck/presets/datasets/demo_identity.json"):
         assert expected in names, expected

@@ -1,4 +1,4 @@
-"""The training chat template as Ollama sees it: its family, a Go TEMPLATE, stop strings, and a reference render."""
+"""The training chat template as Ollama sees it: its family, the Go TEMPLATE that matches it, and its stop strings."""
 
 from __future__ import annotations
 
@@ -122,81 +122,3 @@ def go_template(fmt: ChatFormat, gguf_adds_bos: bool) -> str:
         system += "{{ else }}<|im_start|>system\n" + _go_string(fmt.default_system) + "<|im_end|>\n"
     return (bos + system + "{{ end }}{{ range .Messages }}{{ if ne .Role \"system\" }}<|im_start|>{{ .Role }}\n"
             "{{ .Content }}<|im_end|>\n{{ end }}{{ end }}<|im_start|>assistant\n")
-
-
-def ollama_inputs(messages: list[dict[str, Any]], modelfile_system: str | None) -> tuple[str, list[dict[str, Any]]]:
-    """What Ollama hands the TEMPLATE for a chat request: (.System, .Messages).
-
-    Ollama prepends the Modelfile's SYSTEM when the request has no system message, merges consecutive
-    messages of one role (tool results excepted) with a blank line, and joins system messages into .System.
-    """
-    if modelfile_system and (not messages or messages[0]["role"] != "system"):
-        messages = [{"role": "system", "content": modelfile_system}, *messages]
-    collated: list[dict[str, Any]] = []
-    for message in messages:
-        if collated and collated[-1]["role"] == message["role"] and message["role"] != "tool":
-            collated[-1] = {**collated[-1], "content": collated[-1]["content"] + "\n\n" + message["content"]}
-        else:
-            collated.append(dict(message))
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-    return system, collated
-
-
-def render_like_ollama(fmt: ChatFormat, messages: list[dict[str, Any]], modelfile_system: str | None = None,
-                       tools: list[dict[str, Any]] | None = None, gguf_adds_bos: bool = False,
-                       bos_token: str = "") -> str:
-    """The text Ollama feeds the model for a chat request (BOS included as text), for comparing with Jinja."""
-    system, msgs = ollama_inputs(messages, modelfile_system)
-    out = bos_token if gguf_adds_bos else fmt.bos_text
-    if fmt.family == "llama3":
-        system = system or (fmt.default_system or "")
-        if system:
-            out += f"<|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>"
-        for m in msgs:
-            if m["role"] != "system":
-                out += f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content']}<|eot_id|>"
-        return out + "<|start_header_id|>assistant<|end_header_id|>\n\n"
-    if not fmt.tools:
-        system = system or (fmt.default_system or "")
-        if system:
-            out += f"<|im_start|>system\n{system}<|im_end|>\n"
-        for m in msgs:
-            if m["role"] != "system":
-                out += f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n"
-        return out + "<|im_start|>assistant\n"
-    out += "<|im_start|>system\n" + (system or fmt.default_system or "")
-    if tools:
-        out += QWEN_TOOLS_INTRO + "".join("\n" + _go_json(t) for t in tools) + QWEN_TOOLS_OUTRO
-    out += "<|im_end|>\n"
-    prev = ""
-    for m in msgs:
-        role = m["role"]
-        if prev == "tool" and role != "tool":
-            out += "<|im_end|>\n"
-        if role == "assistant":
-            out += "<|im_start|>assistant" + (f"\n{m['content']}" if m["content"] else "")
-            for call in m.get("tool_calls") or []:
-                fn = call.get("function", call)
-                arguments = _go_json(fn["arguments"])
-                out += f"\n<tool_call>\n{{\"name\": \"{fn['name']}\", \"arguments\": {arguments}}}\n</tool_call>"
-            out += "<|im_end|>\n"
-        elif role == "tool":
-            opening = "<|im_start|>user" if prev != "tool" else ""
-            out += f"{opening}\n<tool_response>\n{m['content']}\n</tool_response>"
-        elif role != "system":
-            out += f"<|im_start|>{role}\n{m['content']}<|im_end|>\n"
-        prev = role
-    if prev == "tool":
-        out += "<|im_end|>\n"
-    return out + "<|im_start|>assistant\n"
-
-
-def _go_json(value: Any) -> str:
-    """Go's json.Marshal: no spaces; arguments given as a JSON string are decoded first, as Ollama does."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c").replace(
-        ">", "\\u003e").replace("&", "\\u0026")

@@ -11,8 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tunedeck.core.config import Config
+from tunedeck.core.data.loading import load_data, split_train_val
 from tunedeck.core.data.tokenize import IGNORE_INDEX, EncodedSample, encode_conversation
+from tunedeck.core.export.ollama_reference import render_like_ollama
+from tunedeck.core.models.gguf_open import open_llama
+from tunedeck.core.models.loading import load_causal_lm
+
+QUALITY_TOLERANCE = 1.25  # a quant whose perplexity exceeds the merged model's by more than this fails
 
 
 @dataclass
@@ -25,8 +33,6 @@ class EvalSet:
 
 
 def load_eval_set(config: Config, tokenizer: Any, limit: int) -> EvalSet:
-    from tunedeck.core.data.loading import load_data, split_train_val
-
     data = load_data(config.data)
     train, val = split_train_val(data.conversations, config.data.val_size, config.train.seed)
     chosen, source = (val, "validation") if val else (train, "training")
@@ -45,7 +51,8 @@ def prompt_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return messages[:last]
 
 
-def _hf_ids(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, generation: bool) -> list[int]:
+def hf_chat_ids(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, generation: bool) -> list[int]:
+    """Token ids of a conversation through the training chat template (a prompt when `generation`)."""
     ids = tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, add_generation_prompt=generation,
                                         return_dict=False)
     return list(ids)
@@ -75,7 +82,7 @@ def template_round_trip(gguf: Path, tokenizer: Any, chats: list[tuple[list[dict]
         for generation, msgs in ((False, messages), (True, prompt_messages(messages))):
             if not msgs:
                 continue
-            expected = _hf_ids(tokenizer, msgs, tools, generation)
+            expected = hf_chat_ids(tokenizer, msgs, tools, generation)
             formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
                                             add_generation_prompt=generation)
             prompt = formatter(messages=msgs, tools=tools).prompt
@@ -96,8 +103,6 @@ def template_round_trip(gguf: Path, tokenizer: Any, chats: list[tuple[list[dict]
 def modelfile_template_check(tokenizer: Any, fmt: Any, chats: list[tuple[list[dict], Any]], system: str | None,
                              gguf_adds_bos: bool) -> dict[str, Any]:
     """The Modelfile TEMPLATE, as Ollama applies it, renders the same prompt text as the training template."""
-    from tunedeck.core.export.chat_format import render_like_ollama
-
     compared, mismatches = 0, []
     for messages, tools in chats:
         msgs = prompt_messages(messages)
@@ -129,8 +134,6 @@ def gguf_answer(gguf: Path, prompt_ids: list[int], stop_ids: set[int], max_token
     """A greedy answer from the GGUF, and whether it ended on a stop token or ran into the length limit."""
     import llama_cpp
 
-    from tunedeck.core.models.gguf_open import open_llama
-
     llm = open_llama(str(gguf), n_ctx=len(prompt_ids) + max_tokens + 8, n_threads=threads(), verbose=False)
     tokens: list[int] = []
     started = time.perf_counter()
@@ -156,13 +159,9 @@ def gguf_answer(gguf: Path, prompt_ids: list[int], stop_ids: set[int], max_token
 
 def gguf_perplexity(gguf: Path, samples: list[EncodedSample]) -> dict[str, Any]:
     """Perplexity on the assistant tokens of held-out samples (the training eval loss, through llama.cpp)."""
-    import numpy as np
-
-    from tunedeck.core.models.gguf_open import open_llama
-
     longest = max(len(s.input_ids) for s in samples)
     llm = open_llama(str(gguf), n_ctx=longest + 8, n_batch=min(512, longest + 8), logits_all=True,
-                n_threads=threads(), verbose=False)
+                     n_threads=threads(), verbose=False)
     nll, count, seen = 0.0, 0, 0
     started = time.perf_counter()
     for sample in samples:
@@ -185,8 +184,6 @@ def gguf_perplexity(gguf: Path, samples: list[EncodedSample]) -> dict[str, Any]:
 def hf_perplexity(model_dir: Path, samples: list[EncodedSample], dtype: Any) -> tuple[dict[str, Any], Any]:
     """The merged model's perplexity on the same tokens, in torch; returns the loaded model for reuse."""
     import torch
-
-    from tunedeck.core.models.loading import load_causal_lm
 
     model = load_causal_lm(str(model_dir), dtype)
     model.eval()
@@ -236,6 +233,23 @@ def ollama_check(modelfile: Path, name: str, prompt: str) -> dict[str, Any]:
     return {"passed": passed, "answer": answer,
             "message": f"ollama run {name}: {answer[:120]!r}" if passed else
             f"ollama run failed: {answered.stderr.strip()[-300:]}"}
+
+
+def judge_quality(quality: dict[str, Any], merged: float | None) -> dict[str, Any]:
+    """A quant's perplexity against the merged model's: passes within QUALITY_TOLERANCE."""
+    ppl = quality.get("perplexity")
+    if ppl is None or merged is None:
+        return {**quality, "passed": None, "message": "no perplexity to compare"}
+    ratio = ppl / merged
+    return {**quality, "ratio_to_merged": round(ratio, 4), "passed": ratio <= QUALITY_TOLERANCE,
+            "message": f"perplexity {ppl:.4f} vs merged {merged:.4f} ({(ratio - 1) * 100:+.1f}%)"}
+
+
+def stop_message(answer: dict[str, Any]) -> str:
+    """One line saying how a greedy answer ended, and how it began."""
+    if answer["passed"]:
+        return f"stopped on {answer['ended_on']} after {answer['new_tokens']} tokens: {answer['answer'][:100]!r}"
+    return f"no stop token within {answer['new_tokens']} tokens: {answer['answer'][:100]!r}"
 
 
 def _rate(count: int, seconds: float) -> float | None:

@@ -37,7 +37,7 @@ def stop_export(layout: ExportLayout, now: bool = False) -> bool:
 
 def run_export_job(run_path: Path) -> int:
     """Worker side: read export/request.json, run the pipeline, report every outcome as an event."""
-    from tunedeck.core.export.pipeline import run_export
+    from tunedeck.core.export.recipe import run_export
     from tunedeck.core.worker import classify
 
     run = RunDir(run_path)

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from tunedeck.core.config import SamplingConfig
 from tunedeck.core.errors import ConfigError
 
-_NEWLINES = ("\r", "\n")
-
 
 def _printable(ch: str) -> bool:
     """Go's strconv.IsPrint, which Ollama's parser uses to keep a character (tabs and newlines pass separately)."""
@@ -38,63 +36,6 @@ def quote_value(text: str, what: str) -> str:
     if text.strip() != text and text.strip() == "":
         raise ConfigError(f"{what} is only whitespace", where=what)
     return f'"""{text}"""'
-
-
-def parse_modelfile(text: str) -> list[tuple[str, str]]:
-    """(command, value) pairs as Ollama's parser reads them; a reference for checking what we write.
-
-    Follows Ollama's parser/parser.go: values end at a space or line end once they unquote; \"\"\"...\"\"\"
-    and "..." strip their quotes; characters Go's strconv.IsPrint rejects are dropped; '#' starts a comment.
-    """
-    commands: list[tuple[str, str]] = []
-    state, buf, name = "nil", "", ""
-    for ch in text:
-        if state == "nil":
-            if ch == "#":
-                state = "comment"
-            elif ch not in " \t\r\n":
-                state, buf = "name", ch
-        elif state == "comment":
-            if ch in _NEWLINES:
-                state = "nil"
-        elif state in ("name", "parameter"):
-            if ch in " \t":
-                word = buf.lower()
-                if state == "name" and word == "parameter":
-                    state, buf = "parameter", ""
-                else:
-                    name = "model" if word == "from" and state == "name" else (buf if state == "parameter" else word)
-                    state, buf = "value", ""
-            elif ch.isalnum() or ch == "_":
-                buf += ch
-            else:
-                raise ValueError(f"invalid command character {ch!r}")
-        elif state == "value":
-            if ch in _NEWLINES or ch in " \t":
-                value, ok = _unquote(buf.strip())
-                if not ok or ch in " \t":
-                    buf += ch
-                    continue
-                commands.append((name, value))
-                state, buf = "nil", ""
-            elif _printable(ch):
-                buf += ch
-    if state == "value":
-        value, ok = _unquote(buf.strip())
-        if not ok:
-            raise ValueError("unterminated quoted value")
-        commands.append((name, value))
-    elif state not in ("nil", "comment"):
-        raise ValueError("unexpected end of file")
-    return commands
-
-
-def _unquote(s: str) -> tuple[str, bool]:
-    if s.startswith('"""'):
-        return (s[3:-3], True) if len(s) >= 6 and s.endswith('"""') else ("", False)
-    if s.startswith('"'):
-        return (s[1:-1], True) if len(s) >= 2 and s.endswith('"') else ("", False)
-    return s, True
 
 
 @dataclass(frozen=True)
