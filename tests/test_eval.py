@@ -66,10 +66,10 @@ def test_held_out_rows_default_to_the_validation_split_the_run_did_not_train_on(
 @pytest.mark.slow
 def test_worker_writes_predictions_csv_and_metrics_for_both_models(tiny_run: RunDir):
     proc = start_eval(tiny_run, EvalRequest(compare_base=True, max_new_tokens=6, batch_size=2))
-    assert proc.wait(timeout=600) == 0, EvalLayout.for_run(tiny_run).log.read_text()[-3000:]
+    assert proc.wait(timeout=600) == 0, EvalLayout.for_run(tiny_run).log_path.read_text()[-3000:]
     layout = EvalLayout.for_run(tiny_run)
 
-    events = list(read_events(layout.events))
+    events = list(read_events(layout.events_path))
     assert isinstance(events[0], EvalStarted) and events[0].rows == 5
     assert events[0].phases == ["loss", "generate", "base_loss", "base_generate"]
     finals = {(e.phase, e.done) for e in events if isinstance(e, EvalProgress) and e.done == e.total}
@@ -156,17 +156,15 @@ def test_cli_prints_a_table_side_by_side_and_refuses_bad_input_in_one_line(tiny_
 def test_stopping_the_worker_ends_the_evaluation_after_the_current_batch(tiny_run: RunDir):
     import time
 
-    from tunedeck.core.evaluate.job import stop_eval
-
     proc = start_eval(tiny_run, EvalRequest(compare_base=True, max_new_tokens=64, batch_size=1))
     layout = EvalLayout.for_run(tiny_run)
     deadline = time.monotonic() + 300
-    while not any(isinstance(e, EvalProgress) for e in read_events(layout.events)):
-        assert proc.poll() is None and time.monotonic() < deadline, layout.log.read_text()[-3000:]
+    while not any(isinstance(e, EvalProgress) for e in read_events(layout.events_path)):
+        assert proc.poll() is None and time.monotonic() < deadline, layout.log_path.read_text()[-3000:]
         time.sleep(0.1)
-    assert stop_eval(layout)
+    assert layout.stop()
     assert proc.wait(timeout=300) == 130
-    events = list(read_events(layout.events))
+    events = list(read_events(layout.events_path))
     assert isinstance(events[-1], EvalFinished) and events[-1].status == "stopped"
     assert sum(isinstance(e, EvalProgress) for e in events) < 20  # 5 rows x 4 phases, one row per batch
     assert layout.read_status()["status"] == "stopped"

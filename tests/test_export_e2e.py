@@ -37,7 +37,7 @@ def export(run: RunDir, *quants: str) -> tuple[int, list]:
     options = run.load_config().export.model_copy(update={"quantizations": list(quants)})
     proc = start_export(run, options)
     code = proc.wait(timeout=600)
-    return code, list(read_events(ExportLayout.for_run(run).events))
+    return code, list(read_events(ExportLayout.for_run(run).events_path))
 
 
 def step_states(events: list) -> dict[str, str]:
@@ -47,7 +47,7 @@ def step_states(events: list) -> dict[str, str]:
 def test_export_merges_converts_quantizes_and_checks(tiny_run: RunDir, tiny_model_dir: Path):
     code, events = export(tiny_run, "Q8_0", "Q4_K_M")
     layout = ExportLayout.for_run(tiny_run)
-    assert code == 0, layout.log.read_text()[-3000:]
+    assert code == 0, layout.log_path.read_text()[-3000:]
     assert isinstance(events[-1], ExportFinished) and events[-1].status == "completed"
     assert set(step_states(events).values()) == {"done"}
     report = json.loads(layout.report.read_text())
@@ -103,13 +103,13 @@ def test_a_failed_step_leaves_nothing_finished_looking_and_a_rerun_resumes(tiny_
     assert states["quantize:Q8_0"] == "done" and states["quantize:Q5_K_M"] == "failed"
     assert events[-1].status == "failed"
     assert not list(layout.root.glob(".*.tmp")) and blocked.is_dir()
-    assert json.loads(layout.status.read_text())["status"] == "failed"
+    assert json.loads(layout.status_path.read_text())["status"] == "failed"
 
     blocked.joinpath("keep").unlink()
     blocked.rmdir()
     code, events = export(tiny_run, "Q8_0", "Q5_K_M")
     states = step_states(events)
-    assert code == 0, layout.log.read_text()[-3000:]
+    assert code == 0, layout.log_path.read_text()[-3000:]
     assert states["merge"] == states["gguf"] == states["quantize:Q8_0"] == states["check:Q8_0"] == "skipped"
     assert states["quantize:Q5_K_M"] == states["check:Q5_K_M"] == "done"
     assert layout.gguf("Q5_K_M").is_file() and layout.modelfile("Q5_K_M").is_file()

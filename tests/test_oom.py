@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tunedeck.core.config_files import load_config
+from tunedeck.core.errors.classify import classify
 from tunedeck.core.jobs.runs import create_run
 from tunedeck.core.stream.events import Error, RunFinished, read_events
-from tunedeck.core.worker import classify
 
 GIB = 1 << 30
 BATCH, WORDS = 32, 1000  # 32 samples of ~1000 tokens: logits of 32k tokens x 49152 vocab need 6 GiB in fp32

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tunedeck.core.config_files import load_config
-from tunedeck.core.jobs.runs import RunDir, create_run, start_worker, stop_worker
+from tunedeck.core.jobs.runs import RunDir, create_run, start_worker
 from tunedeck.core.stream.events import Checkpoint, Log, RunFinished, RunStarted, Step, read_events, training_curve
 from tunedeck.core.training.checkpoints import MANIFEST, check_complete
 
@@ -59,7 +59,7 @@ def test_sigterm_stops_with_a_checkpoint_and_resume_continues_the_same_curve(tmp
     proc = start_worker(run)
     wait_for(lambda: len(steps_of(run)) >= 3 or proc.poll() is not None)
     assert proc.poll() is None, run.log_path.read_text()[-2000:]
-    assert stop_worker(run, pid=proc.pid)
+    assert run.stop(pid=proc.pid)
     assert proc.wait(timeout=300) == 0
     events = list(read_events(run.events_path))
     finished = events[-1]

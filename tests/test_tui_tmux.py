@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tunedeck.core.jobs.runs import RunDir, pid_alive, stop_worker
+from tunedeck.core.jobs.folder import pid_alive
+from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import RunStarted, Step, read_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
@@ -159,4 +160,4 @@ def test_a_run_started_in_the_app_survives_the_app_and_reattaches(tmp_path: Path
     finally:
         term.close()
         for leftover in runs.iterdir() if runs.is_dir() else ():
-            stop_worker(RunDir(leftover), now=True)
+            RunDir(leftover).stop(now=True)

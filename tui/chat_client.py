@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tunedeck.core.jobs.process import worker_argv
+
 Reply = Callable[[dict[str, Any]], None]
 
 
@@ -50,7 +52,7 @@ class WorkerChatClient:
         self.lock = threading.Lock()
         self.closing = False
         self.proc = subprocess.Popen(
-            [python, "-m", "tunedeck.core.worker", "chat", *target.argv()], stdin=subprocess.PIPE,
+            worker_argv("chat", *target.argv(), python=python), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         threading.Thread(target=self._read_stderr, daemon=True).start()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from tunedeck.core.jobs.process import worker_argv
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class InspectRequest:
 
 def worker_command(request: InspectRequest) -> list[str]:
     """`python -m tunedeck.core.worker inspect ...` for a request (an argument list, never a shell line)."""
-    command = [sys.executable, "-m", "tunedeck.core.worker", "inspect", request.path, "--model", request.model,
-               "--template", request.template, "--cutoff", str(request.cutoff), "--corpus-mode", request.corpus_mode,
-               "--chunk-tokens", *map(str, request.chunk_tokens)]
+    command = worker_argv("inspect", request.path, "--model", request.model, "--template", request.template,
+                          "--cutoff", request.cutoff, "--corpus-mode", request.corpus_mode,
+                          "--chunk-tokens", *request.chunk_tokens)
     if request.format and request.format != "auto":
         command += ["--format", request.format]
     if request.dataset_info:

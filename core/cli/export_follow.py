@@ -8,7 +8,6 @@ import sys
 import time
 from typing import Any, TextIO
 
-from tunedeck.core.export.job import stop_export
 from tunedeck.core.export.layout import ExportLayout
 from tunedeck.core.stream.events import (
     Error,
@@ -113,7 +112,7 @@ def follow_export(layout: ExportLayout, proc: subprocess.Popen | None = None, ou
     Returns 0 when the export completed with no failed check, 1 otherwise.
     """
     printer = ExportPrinter(out)
-    tail = EventTail(layout.events)
+    tail = EventTail(layout.events_path)
     interrupts = 0
     while printer.finished is None:
         try:
@@ -127,11 +126,11 @@ def follow_export(layout: ExportLayout, proc: subprocess.Popen | None = None, ou
             time.sleep(POLL_S)
         except KeyboardInterrupt:
             interrupts += 1
-            stop_export(layout, now=interrupts > 1)
+            layout.stop(now=interrupts > 1)
             printer.print("stopping after the current step (Ctrl-C again to stop at once)"
                           if interrupts == 1 else "stopping now")
     printer.summary()
     if printer.finished is None:
-        printer.print(f"the export worker ended without finishing; see {layout.log}")
+        printer.print(f"the export worker ended without finishing; see {layout.log_path}")
         return 1
     return 0 if printer.finished.status == "completed" and not printer.failed_checks else 1

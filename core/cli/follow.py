@@ -9,7 +9,7 @@ import time
 from typing import TextIO
 
 from tunedeck.core.display import format_duration
-from tunedeck.core.jobs.runs import RunDir, stop_worker
+from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import Error, Eval, Event, EventTail, Log, RunFinished, RunStarted, Sample, Step
 
 POLL_S = 0.25
@@ -147,7 +147,7 @@ def follow_run(run: RunDir, proc: subprocess.Popen | None = None, out: TextIO = 
             time.sleep(POLL_S)
         except KeyboardInterrupt:
             interrupts += 1
-            stop_worker(run, now=interrupts > 2, pid=proc.pid if proc is not None else None)
+            run.stop(now=interrupts > 2, pid=proc.pid if proc is not None else None)
             printer.print("stopping after the current step (Ctrl-C again to stop at once)"
                           if interrupts == 1 else "stopping now")
     printer.summary()

@@ -1,4 +1,4 @@
-"""What a failed training run ran into: out-of-memory and NCCL/RCCL failures recognised, with what to change."""
+"""What a failed job ran into, as an error event: out-of-memory and NCCL/RCCL failures recognised, with fixes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import resource
 from typing import Any
 
 from tunedeck.core.config import Config
+from tunedeck.core.errors import TunedeckError
 from tunedeck.core.stream.events import Error
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,25 @@ COMM_HINTS = [
     "run with NCCL_DEBUG=INFO to see which rank and link failed",
     "check that every GPU is visible and healthy (tunedeck doctor); on PCIe boxes try NCCL_P2P_DISABLE=1",
 ]
+
+
+def classify(exc: BaseException, config: Config | None = None, step: int | None = None,
+             longest: int | None = None) -> Error:
+    """The error event for an exception: its kind, a readable message and what to try.
+
+    Out-of-memory errors carry the step, the memory at the time and the estimator's ranked changes (given the
+    run's config); NCCL/RCCL failures are crashes with what to check.
+    """
+    if isinstance(exc, TunedeckError):
+        return Error(kind=exc.kind, message=exc.one_line(), hints=[exc.hint] if exc.hint else [], step=step)
+    if is_out_of_memory(exc):
+        return oom_error(exc, config, step, longest)
+    if is_comm_failure(exc):
+        return comm_error(exc, step)
+    text = str(exc)
+    first = text.splitlines()[0] if text else ""
+    return Error(kind="crash", message=f"{type(exc).__name__}: {first}".rstrip(": "),
+                 hints=["the full traceback is in worker.log"], step=step)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -23,6 +23,8 @@ from typing import IO, Any
 from tunedeck.core.config import DataConfig
 from tunedeck.core.data.conversation import Conversation
 from tunedeck.core.errors import TunedeckError
+from tunedeck.core.errors.classify import classify
+from tunedeck.core.jobs.process import quiet_libraries, reserve_stdout
 
 PROGRESS_EVERY_S = 0.1
 
@@ -191,11 +193,9 @@ def serve(args: argparse.Namespace, out: Output, requests: IO[str]) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point of `python -m tunedeck.core.worker inspect`."""
-    from tunedeck.core.worker import _quiet_libraries, classify, reserve_stdout
-
     args = parser().parse_args(argv)
     out = Output(reserve_stdout())
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return serve(args, out, sys.stdin)
     except Exception as exc:  # noqa: BLE001 - every failure must reach the screen as one readable line

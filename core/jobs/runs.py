@@ -1,15 +1,12 @@
-"""Run directories: creating them, their status file, listing them, and starting their workers."""
+"""Run folders: the run's own paths, creating, finding, listing, starting, resuming and deleting runs."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,87 +14,51 @@ from typing import Any
 
 from tunedeck.core.atomic import write_atomic
 from tunedeck.core.config import Config
-from tunedeck.core.config_files import dump_config
+from tunedeck.core.config_files import dump_config, load_config
 from tunedeck.core.errors import RunError
+from tunedeck.core.jobs.folder import JobFolder
+from tunedeck.core.training.checkpoints import checkpoint_dirs
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ACTIVE = ("created", "starting", "running")
-STARTUP_GRACE_S = 120  # a worker that has not written its pid by then never started
 
 
 @dataclass(frozen=True)
-class RunDir:
-    path: Path
+class RunDir(JobFolder):  # root: runs/<id>
+    """A training run's folder: the job folder plus the run's config, checkpoints and adapter."""
+
+    @property
+    def path(self) -> Path:
+        """The run folder (the job folder's root)."""
+        return self.root
 
     @property
     def run_id(self) -> str:
-        return self.path.name
+        return self.root.name
 
     @property
     def config_path(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def events_path(self) -> Path:
-        return self.path / "events.jsonl"
-
-    @property
-    def log_path(self) -> Path:
-        return self.path / "worker.log"
-
-    @property
-    def status_path(self) -> Path:
-        return self.path / "status.json"
+        return self.root / "config.yaml"
 
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.root / "checkpoints"
 
     @property
     def adapter(self) -> Path:
-        return self.path / "adapter"
-
-    def read_status(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-    def update_status(self, **fields: Any) -> dict[str, Any]:
-        status = self.read_status()
-        status.update(fields, updated_at=time.time())
-        write_atomic(self.status_path, json.dumps(status, indent=2, ensure_ascii=False) + "\n")
-        return status
+        return self.root / "adapter"
 
     def load_config(self) -> Config:
-        from tunedeck.core.config_files import load_config
-
         return load_config(files=[self.config_path])
 
-    def effective_status(self) -> str:
-        """The status, with a run whose worker died without saying so reported as failed."""
-        status = self.read_status()
-        state = status.get("status", "unknown")
-        pid = status.get("pid")
-        if state in ACTIVE and pid and not pid_alive(int(pid)):
-            return "failed"
-        if state == "starting" and not pid and time.time() - status.get("updated_at", 0) > STARTUP_GRACE_S:
-            return "failed"
-        return state
+    def read_only(self) -> RunDir:
+        """The run as ranks other than 0 of a multi-GPU run see it: they never write status.json."""
+        return ReadOnlyRunDir(self.root)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours is dead for our purposes
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
+@dataclass(frozen=True)
+class ReadOnlyRunDir(RunDir):
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        return self.read_status()
 
 
 def new_run_id(label: str) -> str:
@@ -154,34 +115,15 @@ def list_runs(runs_root: Path) -> list[RunDir]:
 
 def start_worker(run: RunDir, mode: str = "train", extra: list[str] = ()) -> subprocess.Popen:
     """Start the worker for a run in its own session, so it outlives the terminal that started it."""
-    if run.effective_status() in ("starting", "running"):
-        raise RunError(f"run '{run.run_id}' is already running", where=str(run.path),
-                       hint="attach to it, or stop it first")
-    # Written before the child exists: from then on only the worker writes status.json.
-    run.update_status(status="starting", pid=None, host=os.uname().nodename, started_at=time.time())
-    log = open(run.log_path, "ab")  # noqa: SIM115 - handed to the child
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tunedeck.core.worker", mode, str(run.path), *extra],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    except OSError as exc:
-        run.update_status(status="failed", error=f"could not start the worker: {exc}")
-        raise RunError(f"could not start the worker: {exc.strerror}", where=str(run.path)) from None
-    finally:
-        log.close()
+    run.refuse_if_running(f"run '{run.run_id}'", hint="attach to it, or stop it first")
+    return run.spawn(mode, run.root, *extra, host=os.uname().nodename)
 
 
 def resume_run(run: RunDir) -> subprocess.Popen:
     """Restart a stopped or failed run's worker from its newest complete checkpoint."""
-    from tunedeck.core.training.checkpoints import checkpoint_dirs
-
-    state = run.effective_status()
-    if state in ("starting", "running"):
-        raise RunError(f"run '{run.run_id}' is already running", where=str(run.path), hint="attach to it instead")
-    if state == "completed":
-        raise RunError(f"run '{run.run_id}' already completed", where=str(run.path),
+    run.refuse_if_running(f"run '{run.run_id}'", hint="attach to it instead")
+    if run.effective_status() == "completed":
+        raise RunError(f"run '{run.run_id}' already completed", where=str(run.root),
                        hint="start a new run to train further")
     if not checkpoint_dirs(run.checkpoints):
         raise RunError(f"run '{run.run_id}' has no checkpoint to resume from", where=str(run.checkpoints),
@@ -189,25 +131,7 @@ def resume_run(run: RunDir) -> subprocess.Popen:
     return start_worker(run, "train", extra=["--resume"])
 
 
-def stop_worker(run: RunDir, now: bool = False, pid: int | None = None) -> bool:
-    """Ask a run's worker to stop at the next step boundary (SIGTERM), or at once (SIGKILL)."""
-    return signal_worker(pid or run.read_status().get("pid"), now)
-
-
-def signal_worker(pid: int | None, now: bool = False) -> bool:
-    """SIGTERM (or SIGKILL) a detached worker's whole process group; False when it is not running."""
-    if not pid or not pid_alive(int(pid)):
-        return False
-    try:
-        os.killpg(int(pid), signal.SIGKILL if now else signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def delete_run(run: RunDir) -> None:
     """Remove a run folder; refuses a run whose worker is still alive."""
-    state = run.effective_status()
-    if state in ("starting", "running"):
-        raise RunError(f"run '{run.run_id}' is {state}", where=str(run.path), hint="stop it first")
-    shutil.rmtree(run.path)
+    run.refuse_if_running(f"run '{run.run_id}'", hint="stop it first")
+    shutil.rmtree(run.root)

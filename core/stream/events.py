@@ -312,7 +312,7 @@ class EventWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a stop-signal handler may emit while its thread is in emit()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._handle = os.fdopen(fd, "a", encoding="utf-8")
 

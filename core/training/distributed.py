@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tunedeck.core.atomic import write_atomic
 from tunedeck.core.config import DistributedConfig
 from tunedeck.core.errors import ConfigError
+from tunedeck.core.jobs.process import worker_argv
 from tunedeck.core.stream.events import Error, Event, Gpu, Log
 
 HOSTFILE_LINE = re.compile(r"^(?P<host>[A-Za-z0-9._-]+)\s+slots=(?P<slots>\d+)\s*$")
@@ -144,13 +146,11 @@ def launch_argv(dist: DistributedConfig, precision: str, run_path: Path, deepspe
                  "--machine_rank", "0"]
         if dist.main_process_ip:
             argv += ["--main_process_ip", dist.main_process_ip]
-    argv += ["-m", "tunedeck.core.worker", "train", str(run_path)]
+    argv += worker_argv("train", run_path)[1:]  # accelerate runs `-m tunedeck.core.worker ...` itself
     return argv + (["--resume"] if resume else [])
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
-    from tunedeck.core.atomic import write_atomic
-
     write_atomic(path, json.dumps(data, indent=2) + "\n")
     return path
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from tunedeck.core.config import Config
 from tunedeck.core.errors import ConfigError, TunedeckError
+from tunedeck.core.errors.classify import classify
+from tunedeck.core.hardware.detect import detect_hardware, resolve_precision
 from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import Error, EventWriter, Log, RunFinished, read_events
 from tunedeck.core.training.distributed import (
@@ -99,8 +101,6 @@ def _finished_since(run: RunDir, since: float) -> RunFinished | None:
 def prepare(run_path: Path, resume: bool = False) -> int:
     """Resolve the precision and write the launch files; run in a child process so that the launch job itself
     never holds a GPU context (and its memory) for the whole run."""
-    from tunedeck.core.hardware.detect import detect_hardware, resolve_precision
-
     run = RunDir(run_path)
     try:
         config = run.load_config()
@@ -113,12 +113,21 @@ def prepare(run_path: Path, resume: bool = False) -> int:
 
 
 def run_launch(run_path: Path, resume: bool = False) -> int:
-    """The process the runs screen and `tunedeck train` start for a multi-GPU run; its pid stops the run."""
+    """The process the runs screen and `tunedeck train` start for a multi-GPU run: it holds the run's lock and its
+    pid stops the run (a stop signal reaches the ranks through the launcher, in the same process group)."""
     run = RunDir(run_path)
+    lock = run.lock()
+    try:
+        return _launch(run, resume)
+    finally:
+        lock.release()
+
+
+def _launch(run: RunDir, resume: bool) -> int:
     events = EventWriter(run.events_path)
     started = time.time()
     run.update_status(status="starting", pid=os.getpid())
-    # A stop request reaches the ranks through the launcher (same process group); this process waits for them.
+    # This process only waits for the ranks: a stop signal is recorded, the ranks themselves stop.
     stops: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stops.append(signum))
@@ -149,8 +158,6 @@ def _report_lost_ranks(run: RunDir, events: EventWriter, code: int, stopped: boo
 
 
 def _failed(run: RunDir, events: EventWriter, exc: BaseException) -> int:
-    from tunedeck.core.worker import classify
-
     error = events.emit(classify(exc))
     events.emit(RunFinished(status="failed", message=error.message))
     run.update_status(status="failed", error=error.message, error_kind=error.kind)

@@ -12,8 +12,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
+from tunedeck.core.evaluate.job import start_eval
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.evaluate.table import metric_rows, verdict
+from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import Error, EvalFinished, EvalProgress, EvalStarted, EventTail, Log
 
 POLL_S = 0.3
@@ -33,15 +35,10 @@ class WorkerEvalLauncher:
     """The real launcher: a detached `python -m tunedeck.core.worker eval RUN_DIR`."""
 
     def start(self, run_dir: Path, request: EvalRequest) -> None:
-        from tunedeck.core.evaluate.job import start_eval
-        from tunedeck.core.jobs.runs import RunDir
-
         start_eval(RunDir(run_dir), request)
 
     def stop(self, run_dir: Path) -> None:
-        from tunedeck.core.evaluate.job import stop_eval
-
-        stop_eval(EvalLayout(run_dir / "eval"))
+        EvalLayout(run_dir / "eval").stop()
 
 
 class EvalScreen(Screen[None]):
@@ -117,7 +114,7 @@ class EvalScreen(Screen[None]):
         self.tail = None
 
     def follow(self) -> None:
-        self.tail = EventTail(self.eval_layout.events)
+        self.tail = EventTail(self.eval_layout.events_path)
         self.poll_events()
 
     def action_toggle_base(self) -> None:

@@ -24,7 +24,11 @@ from textual.widgets import (
     Static,
 )
 
+from tunedeck.core.export.job import start_export
+from tunedeck.core.export.layout import ExportLayout
+from tunedeck.core.export.options import export_options
 from tunedeck.core.export.quant_types import QUANT_TYPES
+from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import (
     Error,
     EventTail,
@@ -59,21 +63,13 @@ class WorkerExportLauncher:
     """The real launcher: a detached `python -m tunedeck.core.worker export RUN_DIR`."""
 
     def start(self, run_dir: Path, choices: ExportChoices) -> None:
-        from tunedeck.core.export.job import start_export
-        from tunedeck.core.export.options import export_options
-        from tunedeck.core.jobs.runs import RunDir
-
         run = RunDir(run_dir)
         options = export_options(run, checkpoint=choices.checkpoint, merge_dtype=choices.merge_dtype,
                                  quant=",".join(choices.quantizations), system=choices.system_prompt)
         start_export(run, options)
 
     def stop(self, run_dir: Path) -> None:
-        from tunedeck.core.export.job import stop_export
-        from tunedeck.core.export.layout import ExportLayout
-        from tunedeck.core.jobs.runs import RunDir
-
-        stop_export(ExportLayout.for_run(RunDir(run_dir)))
+        ExportLayout.for_run(RunDir(run_dir)).stop()
 
 
 class ExportScreen(Screen[None]):
@@ -149,7 +145,7 @@ class ExportScreen(Screen[None]):
         for table in ("#steps", "#checks", "#report"):
             self.query_one(table, DataTable).clear()
         self.finished = None
-        self.tail = EventTail(self.run_dir / "export" / "events.jsonl")
+        self.tail = EventTail(ExportLayout.for_run(RunDir(self.run_dir)).events_path)
         self.query_one("#export-status", Static).update("export started")
 
     def action_stop(self) -> None:

@@ -14,9 +14,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from tunedeck.core.config_fields import nest
+from tunedeck.core.config_files import ConfigBuilder
 from tunedeck.core.display import format_duration
 from tunedeck.core.errors import TunedeckError
-from tunedeck.core.jobs.runs import RunDir, stop_worker
+from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.history import RunHistory
 from tunedeck.core.stream.tail import LogTail, RunWatcher
 from tunedeck.tui.screens.confirm import ConfirmScreen
@@ -217,7 +219,7 @@ class LiveScreen(Screen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                asked = stop_worker(self.run)
+                asked = self.run.stop()
                 self.notify("stopping after the current step (a checkpoint is saved)" if asked
                             else "the worker had already ended")
 
@@ -240,9 +242,6 @@ class LiveScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="relaunch")
     def relaunch(self, changes: dict) -> None:
-        from tunedeck.core.config_fields import nest
-        from tunedeck.core.config_files import ConfigBuilder
-
         preset = self.run.read_status().get("preset")
         try:
             config = (ConfigBuilder().add_file(self.run.config_path)

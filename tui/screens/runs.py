@@ -13,8 +13,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from tunedeck.core.errors import TunedeckError
-from tunedeck.core.jobs.runs import RunDir, delete_run, find_run, list_runs, stop_worker
+from tunedeck.core.jobs.runs import RunDir, delete_run, find_run, list_runs
 from tunedeck.tui.screens.confirm import ConfirmScreen
+from tunedeck.tui.screens.doctor import DoctorScreen
 
 REFRESH_S = 2.0
 COLUMNS = ("run", "status", "progress", "loss", "best eval", "base model", "preset", "started")
@@ -133,8 +134,6 @@ class RunsScreen(Screen[None]):
             self.app.open_eval(run.run_id)
 
     def action_hardware(self) -> None:
-        from tunedeck.tui.screens.doctor import DoctorScreen
-
         self.app.push_screen(DoctorScreen(self.runs_root))
 
     def action_new_run(self) -> None:
@@ -150,7 +149,7 @@ class RunsScreen(Screen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                asked = stop_worker(run)
+                asked = run.stop()
                 self.notify(f"asked {run.run_id} to stop after its current step" if asked
                             else f"{run.run_id} had already stopped")
                 self.action_refresh()

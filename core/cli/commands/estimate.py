@@ -10,7 +10,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tunedeck.core.estimate.memory import GIB, TERMS, Estimate
+from tunedeck.core.config_files import dump_config, load_config
+from tunedeck.core.errors import RunError
+from tunedeck.core.estimate.architecture import resolve_architecture
+from tunedeck.core.estimate.devices import choose_device
+from tunedeck.core.estimate.longest import longest_sample
+from tunedeck.core.estimate.memory import GIB, TERMS, Estimate, estimate_peak_memory
+from tunedeck.core.estimate.probe import probe_config
+from tunedeck.core.estimate.verdict import suggestions, verdict
+from tunedeck.core.jobs.process import worker_argv
 
 TERM_LABELS = {"weights": "weights", "lora": "LoRA parameters", "gradients": "gradients",
                "optimizer": "optimizer states", "activations": "activations", "logits": "logits",
@@ -37,11 +45,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def estimate_command(args: argparse.Namespace, open_app=None) -> int:
-    from tunedeck.core.config_files import load_config
-    from tunedeck.core.estimate.architecture import resolve_architecture
-    from tunedeck.core.estimate.devices import choose_device
-    from tunedeck.core.estimate.longest import longest_sample
-
     files = [*map(Path, args.config), *([args.config_file] if args.config_file else [])]
     config = load_config(preset=args.preset, files=files, overrides=args.overrides)
     arch = resolve_architecture(config.model.name_or_path)
@@ -64,9 +67,6 @@ def estimate_command(args: argparse.Namespace, open_app=None) -> int:
 
 
 def build_report(config, arch, device, longest: int | None, source: str, probe: dict | None) -> dict[str, Any]:
-    from tunedeck.core.estimate.memory import estimate_peak_memory
-    from tunedeck.core.estimate.verdict import suggestions, verdict
-
     estimate = estimate_peak_memory(config, arch, device, seq_len=longest)
     report: dict[str, Any] = {
         "model": config.model.name_or_path, "architecture": arch.name, "architecture_source": arch.source,
@@ -78,8 +78,6 @@ def build_report(config, arch, device, longest: int | None, source: str, probe: 
         found = suggestions(config, arch, device, seq_len=longest, longest=longest)
         report["suggestions"] = [{**s.to_dict(), "args": s.set_args()} for s in found]
     if probe is not None:
-        from tunedeck.core.estimate.probe import probe_config
-
         single = estimate if estimate.world_size == 1 and not estimate.zero_stage else \
             estimate_peak_memory(probe_config(config), arch, device, seq_len=longest)
         report["probe"] = probe_comparison(probe, single)
@@ -99,14 +97,10 @@ def probe_comparison(probe: dict[str, Any], estimate: Estimate) -> dict[str, Any
 
 def run_probe(config) -> dict[str, Any]:
     """Two optimizer steps on the longest batch in a worker subprocess; its JSON result."""
-    from tunedeck.core.config_files import dump_config
-    from tunedeck.core.errors import RunError
-
     with tempfile.TemporaryDirectory(prefix="tunedeck-probe-") as folder:
         (Path(folder) / "config.yaml").write_text(dump_config(config), encoding="utf-8")
         print("probing: two optimizer steps on the longest batch (loads the model)…", file=sys.stderr)
-        result = subprocess.run([sys.executable, "-m", "tunedeck.core.worker", "probe", folder],
-                                stdout=subprocess.PIPE, text=True)  # its log goes to our stderr
+        result = subprocess.run(worker_argv("probe", folder), stdout=subprocess.PIPE, text=True)  # log: our stderr
         if result.returncode != 0 or not result.stdout.strip():
             raise RunError(f"the probe failed (exit {result.returncode})", where="tunedeck estimate --probe",
                            hint="its log is above; the estimate without --probe still works")

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 from tunedeck.core.cli.commands import add_runs_dir
+from tunedeck.core.cli.follow import follow_run
+from tunedeck.core.jobs.runs import find_run, list_runs, resume_run
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,34 +36,24 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def attach_command(args: argparse.Namespace, open_app=None) -> int:
-    from tunedeck.core.jobs.runs import find_run
-
     run = find_run(args.runs_dir, args.run_id)
     if args.headless or open_app is None:
-        from tunedeck.core.cli.follow import follow_run
-
         return follow_run(run)
     return open_app(args)
 
 
 def resume_command(args: argparse.Namespace, open_app=None) -> int:
-    from tunedeck.core.jobs.runs import find_run, resume_run
-
     run = find_run(args.runs_dir, args.run_id)
     proc = resume_run(run)
     print(f"run {run.run_id} resumed (pid {proc.pid})")
     if args.headless or open_app is None:
-        from tunedeck.core.cli.follow import follow_run
-
         return follow_run(run, proc, skip_history=True)
     return open_app(args)
 
 
 def stop_command(args: argparse.Namespace, open_app=None) -> int:
-    from tunedeck.core.jobs.runs import find_run, stop_worker
-
     run = find_run(args.runs_dir, args.run_id)
-    if not stop_worker(run, now=args.now):
+    if not run.stop(now=args.now):
         print(f"run {run.run_id} is not running ({run.effective_status()})")
         return 1
     print(f"asked run {run.run_id} to stop" + (" at once" if args.now else " after its current step"))
@@ -70,8 +62,6 @@ def stop_command(args: argparse.Namespace, open_app=None) -> int:
 
 
 def list_command(args: argparse.Namespace, open_app=None) -> int:
-    from tunedeck.core.jobs.runs import list_runs
-
     runs_root: Path = args.runs_dir
     runs = list_runs(runs_root)
     if not runs:
