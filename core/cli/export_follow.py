@@ -13,7 +13,6 @@ from tunedeck.core.export.layout import ExportLayout
 from tunedeck.core.stream.events import (
     Error,
     Event,
-    EventTail,
     ExportCheck,
     ExportFinished,
     ExportProgress,
@@ -21,6 +20,7 @@ from tunedeck.core.stream.events import (
     ExportStep,
     Log,
 )
+from tunedeck.core.stream.tail import EventTail
 
 POLL_S = 0.25
 MARKS = {True: "ok  ", False: "FAIL", None: "skip"}

@@ -10,7 +10,8 @@ from typing import TextIO
 
 from tunedeck.core.display import format_duration
 from tunedeck.core.jobs.runs import RunDir, stop_worker
-from tunedeck.core.stream.events import Error, Eval, Event, EventTail, Log, RunFinished, RunStarted, Sample, Step
+from tunedeck.core.stream.events import Error, Eval, Event, Log, RunFinished, RunStarted, Sample, Step
+from tunedeck.core.stream.tail import EventTail
 
 POLL_S = 0.25
 

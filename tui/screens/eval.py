@@ -12,9 +12,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
+from tunedeck.core.evaluate.job import start_eval, stop_eval
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.evaluate.table import metric_rows, verdict
-from tunedeck.core.stream.events import Error, EvalFinished, EvalProgress, EvalStarted, EventTail, Log
+from tunedeck.core.jobs.runs import RunDir
+from tunedeck.core.stream.events import Error, EvalFinished, EvalProgress, EvalStarted, Log
+from tunedeck.core.stream.tail import EventTail
 
 POLL_S = 0.3
 SHOWN_PREDICTIONS = 200
@@ -33,14 +36,9 @@ class WorkerEvalLauncher:
     """The real launcher: a detached `python -m tunedeck.core.worker eval RUN_DIR`."""
 
     def start(self, run_dir: Path, request: EvalRequest) -> None:
-        from tunedeck.core.evaluate.job import start_eval
-        from tunedeck.core.jobs.runs import RunDir
-
         start_eval(RunDir(run_dir), request)
 
     def stop(self, run_dir: Path) -> None:
-        from tunedeck.core.evaluate.job import stop_eval
-
         stop_eval(EvalLayout(run_dir / "eval"))
 
 

@@ -24,16 +24,20 @@ from textual.widgets import (
     Static,
 )
 
+from tunedeck.core.export.job import start_export, stop_export
+from tunedeck.core.export.layout import ExportLayout
+from tunedeck.core.export.options import export_options
 from tunedeck.core.export.quant_types import QUANT_TYPES
+from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import (
     Error,
-    EventTail,
     ExportCheck,
     ExportFinished,
     ExportProgress,
     ExportStarted,
     ExportStep,
 )
+from tunedeck.core.stream.tail import EventTail
 
 POLL_S = 0.3
 CHECK_MARKS = {True: "ok", False: "FAILED", None: "skipped"}
@@ -59,20 +63,12 @@ class WorkerExportLauncher:
     """The real launcher: a detached `python -m tunedeck.core.worker export RUN_DIR`."""
 
     def start(self, run_dir: Path, choices: ExportChoices) -> None:
-        from tunedeck.core.export.job import start_export
-        from tunedeck.core.export.options import export_options
-        from tunedeck.core.jobs.runs import RunDir
-
         run = RunDir(run_dir)
         options = export_options(run, checkpoint=choices.checkpoint, merge_dtype=choices.merge_dtype,
                                  quant=",".join(choices.quantizations), system=choices.system_prompt)
         start_export(run, options)
 
     def stop(self, run_dir: Path) -> None:
-        from tunedeck.core.export.job import stop_export
-        from tunedeck.core.export.layout import ExportLayout
-        from tunedeck.core.jobs.runs import RunDir
-
         stop_export(ExportLayout.for_run(RunDir(run_dir)))
 
 
