@@ -95,7 +95,7 @@ def test_the_export_wizard_loads_no_ml_library(tmp_path):
 
 def test_export_engine_modules_load_no_ui_and_no_torch_until_needed():
     loaded = loaded_after("""
-        import tunedeck.core.export.job, tunedeck.core.export.pipeline, tunedeck.core.cli.export_follow
+        import tunedeck.core.export.job, tunedeck.core.export.pipeline, tunedeck.core.cli.printers
         import tunedeck.core.export.steps, tunedeck.core.export.checks, tunedeck.core.export.modelfile
         import tunedeck.core.export.chat_format, tunedeck.core.export.merge, tunedeck.core.cli.commands.export
     """)
