@@ -11,14 +11,15 @@ from pathlib import Path
 
 from tunedeck.core.config import Config
 from tunedeck.core.config_files import dump_config
-from tunedeck.core.stream.events import Checkpoint, Eval, Gpu, Log, RunFinished, RunStarted, Step
+from tunedeck.core.stream.events import Checkpoint, Eval, Gpu, Host, Log, RunFinished, RunStarted, Step
 
 GIB = 1 << 30
 
 
 def write_long_run(run_path: Path, steps: int = 100_000, gpus: int = 2, step_s: float = 0.5,
                    eval_every: int = 2000, finished: bool = False, seed: int = 0) -> Path:
-    """A run folder whose events look like a long multi-GPU run: steps, evals, checkpoints, ~1 Hz GPU readings."""
+    """A run folder whose events look like a long multi-GPU run: steps, evals, checkpoints, ~1 Hz GPU and host
+    readings."""
     rng = random.Random(seed)
     run_path.mkdir(parents=True, exist_ok=True)
     config = Config()
@@ -48,8 +49,8 @@ def write_long_run(run_path: Path, steps: int = 100_000, gpus: int = 2, step_s: 
                 for index in range(gpus):
                     emit(Gpu(index=index, name="AMD Instinct MI50", mem_used=int((28 + rng.random()) * GIB),
                              mem_total=32 * GIB, util=round(rng.uniform(90, 100), 1), temp=70.0 + index,
-                             power=round(rng.uniform(200, 230), 1), host_ram_used=40 * GIB,
-                             host_ram_total=128 * GIB, t=t))
+                             power=round(rng.uniform(200, 230), 1), t=t))
+                emit(Host(ram_used=40 * GIB, ram_total=128 * GIB, t=t))
             if step % eval_every == 0:
                 eval_loss = 0.55 + 2.0 * math.exp(-step / (steps / 8)) + 0.05 * (step / steps) ** 2
                 emit(Eval(step=step, epoch=round(step / per_epoch, 4), eval_loss=eval_loss,

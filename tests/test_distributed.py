@@ -14,13 +14,28 @@ from tunedeck.core.config import Config, DistributedConfig
 from tunedeck.core.config_files import load_config
 from tunedeck.core.errors import ConfigError
 from tunedeck.core.jobs.runs import RunDir, create_run
-from tunedeck.core.stream.events import Error, EventWriter, Gpu, Log, RunFinished, RunStarted, Step, read_events
+from tunedeck.core.stream.events import (
+    Checkpoint,
+    Error,
+    EventWriter,
+    Gpu,
+    Host,
+    Log,
+    RunFinished,
+    RunStarted,
+    Step,
+    read_events,
+)
+from tunedeck.core.training.checkpoints import newest_complete
 from tunedeck.core.training.distributed import (
     RankEvents,
+    check_hostfile,
     deepspeed_config,
+    hostfile_text,
     launch_argv,
     parse_hostfile,
 )
+from tunedeck.core.training.launch import launch_record, plan_launch
 
 
 def dist(**fields) -> DistributedConfig:
@@ -112,10 +127,11 @@ def test_other_ranks_write_only_errors_warnings_and_gpu_readings(tmp_path, monke
     events.emit(Log(level="warning", message="slow disk"))
     events.emit(Error(kind="oom", message="out of memory"))
     events.emit(Gpu(index=1, name="gpu", mem_used=1, mem_total=2))
+    events.emit(Host(ram_used=1, ram_total=2))
     written = list(read_events(tmp_path / "events.jsonl"))
-    assert [type(e).__name__ for e in written] == ["Log", "Error", "Gpu"]
+    assert [type(e).__name__ for e in written] == ["Log", "Error", "Gpu", "Host"]
     assert written[0].message == "rank 1: slow disk" and written[1].message == "rank 1: out of memory"
-    assert written[2].node is None  # one node: no node tag
+    assert written[2].node is None and written[3].node is None  # one node: no node tag
 
 
 def _trainer_bits(tmp_path):
@@ -127,7 +143,7 @@ def _trainer_bits(tmp_path):
 
 
 def test_only_rank_0s_callback_writes_steps_and_status(tmp_path, monkeypatch):
-    from tunedeck.core.training.callbacks import EventCallback
+    from tunedeck.core.training.callbacks import EventCallback  # loads transformers: only where it is needed
 
     run = create_run(tmp_path / "runs", Config(), "ranks")
     before = run.read_status()
@@ -167,8 +183,6 @@ TWO_GPUS = {"accelerator": "cuda", "gpus": [{"index": i, "name": "GPU", "memory"
 
 
 def test_the_launch_plan_is_written_into_the_run_for_the_ranks(tmp_path):
-    from tunedeck.core.training.launch import launch_record, plan_launch
-
     run = create_run(tmp_path / "runs", load_config(overrides=["distributed.num_gpus=2"]), "plan")
     plan = plan_launch(run, run.load_config(), TWO_GPUS, "bf16", resume=True)
     record = launch_record(run)
@@ -180,8 +194,6 @@ def test_the_launch_plan_is_written_into_the_run_for_the_ranks(tmp_path):
 def test_zero_without_deepspeed_installed_names_the_install_command(tmp_path):
     import importlib.util
 
-    from tunedeck.core.training.launch import plan_launch
-
     if importlib.util.find_spec("deepspeed") is not None:
         pytest.skip("deepspeed is installed here")
     run = create_run(tmp_path / "runs", load_config(preset="mi50-2x"), "mi50")
@@ -192,8 +204,6 @@ def test_zero_without_deepspeed_installed_names_the_install_command(tmp_path):
 
 
 def test_hosts_become_a_hostfile_checked_against_the_config(tmp_path):
-    from tunedeck.core.training.distributed import check_hostfile, hostfile_text
-
     config = dist(num_gpus=2, num_nodes=2, hosts=["node1", "node2"])
     path = tmp_path / "hostfile"
     path.write_text(hostfile_text(config.hosts, config.num_gpus))
@@ -235,8 +245,6 @@ def test_stopping_a_two_rank_run_stops_both_at_the_same_step_with_one_checkpoint
     import time
 
     from tests.test_train_e2e import tiny_run
-    from tunedeck.core.stream.events import Checkpoint
-    from tunedeck.core.training.checkpoints import newest_complete
 
     run = tiny_run(tmp_path, tiny_model_dir, "train.batch_size=3", "train.max_steps=500", "train.save_strategy=no",
                    "train.eval_strategy=no", "train.load_best_at_end=false")

@@ -1,4 +1,4 @@
-"""The event stream: every type round-trips, readers skip what they do not know, tails see only whole lines."""
+"""The event stream: every type round-trips, readers skip what they do not know and still read version 1."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from tunedeck.core.stream.events import (
     EvalFinished,
     EvalProgress,
     EvalStarted,
-    EventTail,
     EventWriter,
     ExportCheck,
     ExportFinished,
@@ -22,14 +21,14 @@ from tunedeck.core.stream.events import (
     ExportStarted,
     ExportStep,
     Gpu,
+    Host,
     Log,
     RunFinished,
     RunStarted,
     Sample,
     Step,
-    parse_event,
+    parse_line,
     read_events,
-    training_curve,
 )
 
 EXAMPLES = [
@@ -39,7 +38,8 @@ EXAMPLES = [
          total_steps=30),
     Eval(step=10, epoch=1.0, eval_loss=1.2, perplexity=3.32),
     Gpu(index=0, name="AMD Instinct MI50", mem_used=10 << 30, mem_total=32 << 30, util=97.0, temp=70.0,
-        power=210.0, host_ram_used=8 << 30, host_ram_total=64 << 30),
+        power=210.0),
+    Host(ram_used=8 << 30, ram_total=64 << 30),
     Checkpoint(step=10, path="checkpoints/checkpoint-10", eval_loss=1.2),
     Log(level="warning", message="3 rows skipped: données"),
     Error(kind="oom", message="out of memory", hints=["lower train.batch_size"], step=12),
@@ -86,33 +86,31 @@ def test_readers_skip_unknown_types_broken_lines_and_extra_fields(tmp_path: Path
         json.dumps({"v": 1, "t": 3.0, "type": "log", "level": "info", "message": "hi", "new_field": True}),
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert list(read_events(path)) == [Log(level="info", message="hi", t=3.0)]
-    assert parse_event("") is None
+    assert list(read_events(path)) == [Log(level="info", message="hi", t=3.0, v=1)]
+    assert parse_line("") == [] and parse_line(b"\xff\xfe") == []
 
 
-def test_tail_returns_only_complete_lines_and_continues(tmp_path: Path):
+def test_version_1_gpu_lines_still_read_with_host_ram_as_host_readings(tmp_path: Path):
+    """Version 1 put host RAM on every `gpu` reading and wrote index -1 ("host") where no GPU could be read."""
     path = tmp_path / "events.jsonl"
-    tail = EventTail(path)
-    assert tail.poll() == []  # no file yet
-    line = Log(level="info", message="first", t=1.0).to_json()
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(line[:10])
-        handle.flush()
-        assert tail.poll() == []  # half a line is not an event
-        handle.write(line[10:] + "\n")
-        handle.flush()
-        assert tail.poll() == [Log(level="info", message="first", t=1.0)]
-        handle.write(Log(level="info", message="ünïcode second", t=2.0).to_json() + "\n")
-    assert tail.poll() == [Log(level="info", message="ünïcode second", t=2.0)]
-    assert tail.poll() == []
-
-
-def test_training_curve_drops_history_a_resume_retrained():
-    events = [Step(step=s, epoch=0.0, loss=float(s), lr=0.1) for s in range(1, 6)]
-    events += [Eval(step=2, epoch=0.0, eval_loss=1.0, perplexity=2.7), Eval(step=4, epoch=0.0, eval_loss=1.0,
-                                                                          perplexity=2.7)]
-    events += [RunStarted(run_id="r", config={}, resumed_from_step=2)]  # killed at 5, last good checkpoint 2
-    events += [Step(step=s, epoch=0.0, loss=10.0 + s, lr=0.1) for s in range(3, 7)]
-    steps, evals = training_curve(events)
-    assert [(s.step, s.loss) for s in steps] == [(1, 1.0), (2, 2.0), (3, 13.0), (4, 14.0), (5, 15.0), (6, 16.0)]
-    assert [e.step for e in evals] == [2]
+    lines = [
+        {"v": 1, "t": 1.0, "type": "gpu", "index": 0, "name": "AMD Instinct MI50", "mem_used": 10 << 30,
+         "mem_total": 32 << 30, "util": 97.0, "temp": 70.0, "power": 210.0, "host_ram_used": 8 << 30,
+         "host_ram_total": 64 << 30, "node": 1},
+        {"v": 1, "t": 2.0, "type": "gpu", "index": -1, "name": "host", "mem_used": 0, "mem_total": 0, "util": None,
+         "temp": None, "power": None, "host_ram_used": 3 << 30, "host_ram_total": 24 << 30, "node": None},
+        {"v": 1, "t": 3.0, "type": "gpu", "index": 1, "name": "MI50", "mem_used": 1, "mem_total": 2},
+        {"v": 1, "t": 4.0, "type": "gpu", "index": -1, "name": "host", "mem_used": 0, "mem_total": 0},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert list(read_events(path)) == [
+        Gpu(index=0, name="AMD Instinct MI50", mem_used=10 << 30, mem_total=32 << 30, util=97.0, temp=70.0,
+            power=210.0, node=1, t=1.0, v=1),
+        Host(ram_used=8 << 30, ram_total=64 << 30, node=1, t=1.0, v=1),
+        Host(ram_used=3 << 30, ram_total=24 << 30, t=2.0, v=1),
+        Gpu(index=1, name="MI50", mem_used=1, mem_total=2, t=3.0, v=1),
+    ]
+    # Version 2 writes host RAM only as `host` events: a v2 `gpu` line never turns into two readings.
+    assert parse_line(Gpu(index=0, name="x", mem_used=1, mem_total=2, t=5.0).to_json()) == \
+        [Gpu(index=0, name="x", mem_used=1, mem_total=2, t=5.0)]
+    assert '"host_ram' not in Gpu(index=0, name="x", mem_used=1, mem_total=2).to_json()

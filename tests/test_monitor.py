@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tunedeck.core.hardware.monitor import HOST_INDEX, GpuSampler, SysfsAmdSource, host_memory, open_sources
-from tunedeck.core.stream.events import EventWriter, Gpu, Log, read_events
+from tunedeck.core.hardware.monitor import GpuSampler, SysfsAmdSource, host_memory, open_sources
+from tunedeck.core.stream.events import EventWriter, Gpu, Host, Log, read_events
 
 GIB = 1 << 30
 
@@ -66,12 +66,12 @@ def test_sampler_writes_a_reason_once_and_host_samples(tmp_path: Path):
     sampler.stop()
     events = list(read_events(path))
     logs = [e for e in events if isinstance(e, Log)]
-    samples = [e for e in events if isinstance(e, Gpu)]
+    samples = [e for e in events if isinstance(e, Host)]
     assert [log.message for log in logs] == ["no GPU data: pyrsmi: no ROCm"]
-    assert len(samples) >= 4
+    assert len(samples) >= 4 and not any(isinstance(e, Gpu) for e in events)
     used, total = host_memory()
-    assert all(s.index == HOST_INDEX and s.host_ram_total == total for s in samples)
-    assert 0 < samples[-1].host_ram_used < total
+    assert all(s.ram_total == total and s.node is None for s in samples)
+    assert 0 < samples[-1].ram_used < total
 
 
 def test_a_source_that_starts_failing_is_dropped_with_a_warning(tmp_path: Path):
@@ -92,7 +92,8 @@ def test_a_source_that_starts_failing_is_dropped_with_a_warning(tmp_path: Path):
     sampler = GpuSampler(events.append, interval_s=0.02, open_sources=lambda: ([FlakyGpu()], [])).start()
     time.sleep(0.3)
     sampler.stop()
-    gpu = [e for e in events if isinstance(e, Gpu)]
-    assert [e.index for e in gpu[:2]] == [0, 0] and all(e.host_ram_total for e in gpu[:2])
+    readings = [e for e in events if isinstance(e, Gpu | Host)]
+    assert [type(e) for e in readings[:4]] == [Gpu, Host, Gpu, Host]  # host RAM next to each round of GPUs
+    assert [e.index for e in readings[:4:2]] == [0, 0] and all(e.ram_total for e in readings[1:4:2])
     assert any(isinstance(e, Log) and "fallen off the bus" in e.message for e in events)
-    assert gpu[-1].index == HOST_INDEX  # host RAM keeps coming
+    assert [type(e) for e in readings[4:]] == [Host] * len(readings[4:]) and len(readings) > 5  # host RAM keeps coming

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tunedeck.core.config_files import load_config
 from tunedeck.core.jobs.runs import RunDir, create_run, start_worker
-from tunedeck.core.stream.events import Checkpoint, Log, RunFinished, RunStarted, Step, read_events, training_curve
+from tunedeck.core.stream.events import Checkpoint, Log, RunFinished, RunStarted, Step, read_events
+from tunedeck.core.stream.tail import RunTail
 from tunedeck.core.training.checkpoints import MANIFEST, check_complete
 
 
@@ -105,8 +106,8 @@ def test_kill_9_while_a_checkpoint_is_written_resumes_from_the_previous_complete
     assert "skipping checkpoint-4" in result.stdout
     events = list(read_events(run.events_path))
     assert [e.resumed_from_step for e in events if isinstance(e, RunStarted)][-1] == 2
-    steps, _ = training_curve(events)
-    assert [s.step for s in steps] == list(range(1, 13))
+    history = RunTail(run.events_path).replay()  # a resume from step 2 drops the steps trained again
+    assert list(history.steps["step"]) == list(range(1, 13))
     assert events[-1].status == "completed" and events[-1].final_step == 12
     assert any(p.name.startswith("incomplete-checkpoint-4") for p in run.checkpoints.iterdir())
 
@@ -123,7 +124,7 @@ def test_rising_eval_loss_stops_early_and_keeps_the_best_checkpoint(tmp_path, ti
                    "train.early_stopping_patience=3", rows=train)
     assert start_worker(run).wait(timeout=600) == 0
     events = list(read_events(run.events_path))
-    _, evals = training_curve(events)
+    evals = RunTail(run.events_path).replay().evals
     best = min(evals, key=lambda e: e.eval_loss)
     finished = events[-1]
     assert finished.status == "completed" and finished.final_step < 30

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from textual.widgets import Log
 
-from tunedeck.core.hardware.monitor import HOST_INDEX
-from tunedeck.core.stream.events import Error, Eval, EventWriter, Gpu, RunFinished, RunStarted, Step
+from tunedeck.core.stream.events import Error, Eval, EventWriter, Gpu, Host, RunFinished, RunStarted, Step
 from tunedeck.core.stream.events import Log as LogEvent
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.live import LiveScreen
@@ -28,8 +28,8 @@ def recorded_run(root: Path, steps: int = 12, **status) -> tuple[Path, EventWrit
                          tokens_per_s=812.0, samples_per_s=3.2, total_steps=100, t=1000.0 + 10 * step))
         for index in (0, 1):
             writer.emit(Gpu(index=index, name="AMD Instinct MI50", mem_used=(27 + index) * GIB, mem_total=32 * GIB,
-                            util=97.0, temp=70.0 + index, power=212.0, host_ram_used=40 * GIB,
-                            host_ram_total=128 * GIB, t=1000.0 + 10 * step))
+                            util=97.0, temp=70.0 + index, power=212.0, t=1000.0 + 10 * step))
+        writer.emit(Host(ram_used=40 * GIB, ram_total=128 * GIB, t=1000.0 + 10 * step))
     writer.emit(Eval(step=10, epoch=0.5, eval_loss=1.4321, perplexity=4.19, t=1100.0))
     return path, writer
 
@@ -100,8 +100,7 @@ async def test_without_gpu_data_the_view_says_why_and_shows_host_ram(tmp_path: P
     path = make_run(tmp_path, "cpu-run", status="completed", created_at=1.0)
     writer = EventWriter(path / "events.jsonl")
     writer.emit(LogEvent(level="info", message="no GPU data: nvidia-ml-py: NVML Shared Library Not Found"))
-    writer.emit(Gpu(index=HOST_INDEX, name="host", mem_used=0, mem_total=0, host_ram_used=3 * GIB,
-                    host_ram_total=24 * GIB))
+    writer.emit(Host(ram_used=3 * GIB, ram_total=24 * GIB))
     app = TunedeckApp(runs_root=tmp_path, attach="cpu-run")
     async with app.run_test(size=(170, 50)) as pilot:
         await open_live(app, pilot)
@@ -109,6 +108,24 @@ async def test_without_gpu_data_the_view_says_why_and_shows_host_ram(tmp_path: P
         assert "no GPU data: nvidia-ml-py: NVML Shared Library Not" in text  # wrapped in the side panel
         assert "3.0/24.0 GiB" in text and "GPU 0" not in text
         assert "loss · waiting for the first step" in text
+
+
+async def test_a_version_1_run_shows_host_ram_as_before(tmp_path: Path):
+    """Version 1 of the stream wrote host RAM as a `gpu` reading with index -1 where no GPU could be read."""
+    path = make_run(tmp_path, "old-run", status="completed", created_at=1.0)
+    lines = [{"v": 1, "t": 1.0, "type": "log", "level": "info", "message": "no GPU data: amdsmi not installed"},
+             {"v": 1, "t": 2.0, "type": "step", "step": 1, "epoch": 0.1, "loss": 2.5, "lr": 1e-3},
+             {"v": 1, "t": 2.0, "type": "gpu", "index": -1, "name": "host", "mem_used": 0, "mem_total": 0,
+              "util": None, "temp": None, "power": None, "host_ram_used": 3 * GIB, "host_ram_total": 24 * GIB,
+              "node": None}]
+    (path / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    app = TunedeckApp(runs_root=tmp_path, attach="old-run")
+    async with app.run_test(size=(170, 50)) as pilot:
+        await open_live(app, pilot)
+        text = screen_text(app)
+        assert "no GPU data: amdsmi not installed" in text
+        assert "3.0/24.0 GiB" in text and "GPU -1" not in text and "GPU 0" not in text
+        assert "2.5000" in text
 
 
 async def test_attaching_to_an_unknown_run_is_a_notification(tmp_path: Path):

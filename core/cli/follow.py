@@ -1,128 +1,82 @@
-"""Follow a run's event stream on a terminal: a live progress line on a TTY, plain lines otherwise."""
+"""The command line's follow loop: a job's events handed to a printer until the job ends; Ctrl-C stops the job."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
-from typing import TextIO
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol, TextIO
 
-from tunedeck.core.display import format_duration
+from tunedeck.core.cli.printers import ExportPrinter, TrainingPrinter
+from tunedeck.core.export.layout import ExportLayout
 from tunedeck.core.jobs.runs import RunDir
-from tunedeck.core.stream.events import Error, Eval, Event, EventTail, Log, RunFinished, RunStarted, Sample, Step
+from tunedeck.core.stream.events import Event
+from tunedeck.core.stream.tail import EventTail
 
 POLL_S = 0.25
+EXIT_GRACE_S = 5.0  # a job that wrote its finished event gets this long to exit before the loop leaves it
+ACTIVE = ("starting", "running")
 
 
-class ProgressPrinter:
-    """Renders events; keeps what the closing summary needs (first and last loss, timings, samples)."""
+class Printer(Protocol):
+    """What the loop needs of a printer: events in, lines out, the job's finished event once it came."""
 
-    def __init__(self, out: TextIO, live: bool):
-        self.out = out
-        self.live = live
-        self.started_at: float | None = None
-        self.first_step: Step | None = None
-        self.last_step: Step | None = None
-        self.total_steps = 0
-        self.samples: list[Sample] = []
-        self.finished: RunFinished | None = None
-        self.errors: list[Error] = []
-        self.token_rates: list[float] = []
-        self._line_shown = False
+    @property
+    def finished(self) -> Event | None: ...
 
-    def handle(self, event: Event) -> None:
-        self.started_at = self.started_at or event.t
-        if isinstance(event, RunStarted):
-            self.finished = None  # a resumed run starts a new segment of the same stream
-            self.total_steps = event.total_steps
-            if event.resumed_from_step:
-                self.print(f"resumed at step {event.resumed_from_step}")
-            hw = event.hardware
-            where = ", ".join(g["name"] for g in hw.get("gpus", [])) or f"CPU ({hw.get('cpu_cores', '?')} cores)"
-            self.print(f"training {event.train_samples} samples for {event.total_steps} steps on {where}, "
-                       f"{event.precision}")
-        elif isinstance(event, Step):
-            self.first_step = self.first_step or event
-            self.last_step = event
-            self.total_steps = event.total_steps or self.total_steps
-            if event.tokens_per_s:
-                self.token_rates.append(event.tokens_per_s)
-            if self.live:
-                self._draw(event)
-            else:
-                self.print(self._step_text(event))
-        elif isinstance(event, Eval):
-            self.print(f"eval  step {event.step}  epoch {event.epoch:.2f}  eval_loss {event.eval_loss:.4f}  "
-                       f"perplexity {event.perplexity:.2f}")
-        elif isinstance(event, Log):
-            self.print(f"{event.level}: {event.message}" if event.level != "info" else event.message)
-        elif isinstance(event, Error):
-            self.errors.append(event)
-            self.print(f"error ({event.kind}): {event.message}")
-            for hint in event.hints:
-                self.print(f"  - {hint}")
-        elif isinstance(event, Sample):
-            self.samples.append(event)
-        elif isinstance(event, RunFinished):
-            self.finished = event
+    def handle(self, event: Event) -> None: ...
 
-    def _step_text(self, step: Step) -> str:
-        total = step.total_steps or self.total_steps or 0
-        rate = f"{step.tokens_per_s:,.0f} tok/s" if step.tokens_per_s else "- tok/s"
-        return (f"step {step.step}/{total}  epoch {step.epoch:.2f}  loss {step.loss:.4f}  lr {step.lr:.2e}  "
-                f"{rate}  elapsed {format_duration(self.elapsed(step.t))}  ETA {format_duration(self.eta(step))}")
+    def print(self, text: str) -> None: ...
 
-    def _draw(self, step: Step) -> None:
-        width = shutil.get_terminal_size((100, 20)).columns
-        total = step.total_steps or self.total_steps or 1
-        text = self._step_text(step)
-        bar_width = max(10, min(30, width - len(text) - 8))
-        filled = int(bar_width * min(step.step / total, 1.0))
-        line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {text}"
-        self.out.write("\r\x1b[K" + line[: width - 1])
-        self.out.flush()
-        self._line_shown = True
+    def summary(self) -> None: ...
 
-    def print(self, text: str) -> None:
-        if self._line_shown:
-            self.out.write("\r\x1b[K")
-        self.out.write(text + "\n")
-        self.out.flush()
-        if self._line_shown and self.last_step is not None:
-            self._draw(self.last_step)
 
-    def elapsed(self, now: float) -> float | None:
-        return now - self.started_at if self.started_at else None
+def follow(events: EventTail, printer: Printer, alive: Callable[[], bool], stop: Callable[[bool], object],
+           poll_s: float = POLL_S, grace_s: float = EXIT_GRACE_S) -> None:
+    """Hand each new event to the printer until the worker is gone, or the job's finished event arrived while
+    following (and the worker had grace_s to exit); what was written last is read before leaving. A finished
+    event already in the file when following starts may be followed by a resumed segment, so only the worker's
+    end stops that. Ctrl-C asks the job to stop after its current step; again, to stop at once (the worker's
+    second stop request); a third time kills it. Ends with the printer's summary."""
+    pending: deque[Event] = deque()
+    interrupts = 0
+    finished_at: float | None = None  # when a finished event arrived while following
+    first, stale = True, None  # stale: a finished event already in the file when following began
+    while True:
+        try:
+            _hand_over(events, printer, pending)
+            if first:
+                first, stale = False, printer.finished
+            if printer.finished is None or printer.finished is stale:
+                finished_at = None
+            elif finished_at is None:
+                finished_at = time.monotonic()
+            if not alive():  # finished or dead: read what it wrote last, then stop
+                _hand_over(events, printer, pending)
+                break
+            if finished_at is not None and time.monotonic() - finished_at >= grace_s:
+                break
+            time.sleep(poll_s)
+        except KeyboardInterrupt:
+            interrupts += 1
+            stop(interrupts > 2)
+            printer.print("stopping after the current step (Ctrl-C again to stop at once)"
+                          if interrupts == 1 else "stopping now")
+    printer.summary()
 
-    def eta(self, step: Step) -> float | None:
-        total = step.total_steps or self.total_steps
-        if not total or self.first_step is None or step.step <= self.first_step.step:
-            return None
-        per_step = (step.t - self.first_step.t) / (step.step - self.first_step.step)
-        return per_step * (total - step.step)
 
-    def summary(self) -> None:
-        if self._line_shown:
-            self.out.write("\n")
-            self._line_shown = False
-        done = self.finished
-        if done is None:
-            return
-        took = format_duration(self.elapsed(done.t))
-        losses = ""
-        if self.first_step and self.last_step:
-            losses = f", loss {self.first_step.loss:.4f} -> {self.last_step.loss:.4f}"
-        rate = ""
-        if self.token_rates:
-            rate = f", {sum(self.token_rates) / len(self.token_rates):,.0f} tok/s"
-        self.print(f"{done.status}: {done.final_step} steps in {took}{losses}{rate}")
-        if done.adapter:
-            self.print(f"adapter: {done.adapter}")
-        if done.best_checkpoint:
-            self.print(f"best checkpoint: {done.best_checkpoint}")
-        for sample in self.samples:
-            self.print(f"\n> {sample.prompt}\n  base model : {sample.base}\n  fine-tuned : {sample.tuned}")
+def _hand_over(events: EventTail, printer: Printer, pending: deque[Event]) -> None:
+    """Every new event to the printer; an interrupt leaves the ones not yet printed in `pending`."""
+    pending.extend(events.poll())
+    while pending:
+        printer.handle(pending.popleft())
+
+
+def _alive(proc: subprocess.Popen | None, status: Callable[[], bool]) -> Callable[[], bool]:
+    """Whether the worker still runs: the process we started, else what its status file says."""
+    return (lambda: proc.poll() is None) if proc is not None else status
 
 
 def follow_run(run: RunDir, proc: subprocess.Popen | None = None, out: TextIO = sys.stdout,
@@ -131,26 +85,11 @@ def follow_run(run: RunDir, proc: subprocess.Popen | None = None, out: TextIO = 
 
     skip_history follows only new events (a resumed run). Returns 0 when the run completed, 1 otherwise.
     """
-    printer = ProgressPrinter(out, live=out.isatty())
-    tail = EventTail(run.events_path)
-    if skip_history:
-        tail.skip_to_end()
-    interrupts = 0
-    while True:
-        try:
-            for event in tail.poll():
-                printer.handle(event)
-            if not _worker_alive(run, proc):  # finished or dead: read what it wrote last, then stop
-                for event in tail.poll():
-                    printer.handle(event)
-                break
-            time.sleep(POLL_S)
-        except KeyboardInterrupt:
-            interrupts += 1
-            run.stop(now=interrupts > 2, pid=proc.pid if proc is not None else None)
-            printer.print("stopping after the current step (Ctrl-C again to stop at once)"
-                          if interrupts == 1 else "stopping now")
-    printer.summary()
+    printer = TrainingPrinter(out)
+    pid = proc.pid if proc is not None else None
+    follow(EventTail(run.events_path, back=0 if skip_history else None), printer,
+           alive=_alive(proc, lambda: run.effective_status() in ACTIVE),
+           stop=lambda now: run.stop(now=now, pid=pid))
     if printer.finished is None:
         code = proc.returncode if proc is not None else None
         printer.print(f"the worker ended without finishing (exit code {code}); see {run.log_path}")
@@ -158,7 +97,15 @@ def follow_run(run: RunDir, proc: subprocess.Popen | None = None, out: TextIO = 
     return 0 if printer.finished.status == "completed" else 1
 
 
-def _worker_alive(run: RunDir, proc: subprocess.Popen | None) -> bool:
-    if proc is not None:
-        return proc.poll() is None
-    return run.effective_status() in ("starting", "running")
+def follow_export(layout: ExportLayout, proc: subprocess.Popen | None = None, out: TextIO = sys.stdout) -> int:
+    """Print an export's events until it ends; Ctrl-C stops it after the current step (twice: at once).
+
+    Returns 0 when the export completed with no failed check, 1 otherwise.
+    """
+    printer = ExportPrinter(out)
+    follow(EventTail(layout.events_path), printer, alive=_alive(proc, layout.running),
+           stop=lambda now: layout.stop(now=now))
+    if printer.finished is None:
+        printer.print(f"the export worker ended without finishing; see {layout.log_path}")
+        return 1
+    return 0 if printer.finished.status == "completed" and not printer.failed_checks else 1

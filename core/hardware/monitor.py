@@ -1,4 +1,4 @@
-"""GPU and host memory sampling: readings from NVML, ROCm SMI or sysfs into `gpu` events, about once a second."""
+"""GPU and host memory sampling: NVML, ROCm SMI or sysfs readings into `gpu` events, host RAM into `host` events."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from tunedeck.core.stream.events import Event, Gpu, Log
+from tunedeck.core.stream.events import Event, Gpu, Host, Log
 
 log = logging.getLogger(__name__)
 
-HOST_INDEX = -1  # a `gpu` event with this index carries host RAM only: no GPU could be read
 SAMPLE_EVERY_S = 1.0
 DRM_ROOT = Path("/sys/class/drm")
 AMD_VENDOR = "0x1002"
@@ -271,7 +270,7 @@ def host_memory() -> tuple[int, int]:
 
 
 class GpuSampler:
-    """A daemon thread writing one `gpu` event per GPU (or one host-only event) every interval."""
+    """A daemon thread writing one `gpu` event per GPU it can read and one `host` event every interval."""
 
     def __init__(self, emit: Callable[[Event], Any], interval_s: float = SAMPLE_EVERY_S,
                  open_sources: Callable[[], tuple[list[GpuSource], list[str]]] = open_sources):
@@ -317,11 +316,9 @@ class GpuSampler:
                 source.close()
                 self._emit(Log(level="warning", message=f"GPU sampling through {source.label} stopped: "
                                f"{_first_line(exc)}"))
-        if not readings:
-            readings = [Gpu(index=HOST_INDEX, name="host", mem_used=0, mem_total=0)]
         for reading in readings:
-            reading.host_ram_used, reading.host_ram_total = used, total
             self._emit(reading)
+        self._emit(Host(ram_used=used, ram_total=total))
         self.samples += 1
         return sources
 

@@ -1,4 +1,4 @@
-"""The versioned JSON-lines event stream: typed events, a flushing writer and tolerant readers."""
+"""The versioned JSON-lines event stream: typed events, a flushing writer and a tolerant line parser."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: host RAM is a `host` event, no longer part of `gpu` readings
 
 
 @dataclass(slots=True)
@@ -64,7 +64,7 @@ class Eval(Event):
 
 @dataclass(slots=True)
 class Gpu(Event):
-    """One GPU's reading, plus host RAM. index -1 (name "host") carries host RAM only: no GPU could be read."""
+    """One GPU's reading."""
 
     type: ClassVar[str] = "gpu"
     index: int
@@ -74,8 +74,16 @@ class Gpu(Event):
     util: float | None = None  # percent
     temp: float | None = None  # degrees Celsius
     power: float | None = None  # watts
-    host_ram_used: int | None = None  # bytes
-    host_ram_total: int | None = None
+    node: int | None = None  # which node of a multi-node run read it; None on a single machine
+
+
+@dataclass(slots=True)
+class Host(Event):
+    """The machine's RAM, sampled next to the GPU readings (also where no GPU can be read)."""
+
+    type: ClassVar[str] = "host"
+    ram_used: int  # bytes other programs cannot have
+    ram_total: int  # bytes
     node: int | None = None  # which node of a multi-node run read it; None on a single machine
 
 
@@ -214,21 +222,31 @@ class EvalFinished(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls for cls in (RunStarted, Step, Eval, Gpu, Checkpoint, Log, Error, Sample, RunFinished,
+    cls.type: cls for cls in (RunStarted, Step, Eval, Gpu, Host, Checkpoint, Log, Error, Sample, RunFinished,
                               ExportStarted, ExportStep, ExportProgress, ExportCheck, ExportFinished,
                               EvalStarted, EvalProgress, EvalFinished)
 }
 _FIELDS = {name: {f.name for f in fields(cls)} for name, cls in EVENT_TYPES.items()}
 
 
-def parse_event(line: str) -> Event | None:
-    """One line to a typed event; None for blank, broken or unknown lines (newer writers may add types)."""
+def parse_line(line: str | bytes) -> list[Event]:
+    """The typed events of one line: none for a blank, broken or unknown line (newer writers may add types), else
+    one, or two for a version-1 `gpu` line that also carried host RAM (a Gpu and a Host reading)."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
     try:
         data = json.loads(line)
-    except (json.JSONDecodeError, TypeError):
-        return None
+    except json.JSONDecodeError:
+        return []
     if not isinstance(data, dict):
-        return None
+        return []
+    if data.get("type") == "gpu" and data.get("v") == 1:
+        return _gpu_v1(data)
+    event = _typed(data)
+    return [] if event is None else [event]
+
+
+def _typed(data: dict[str, Any]) -> Event | None:
     kind = data.get("type")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
@@ -240,71 +258,27 @@ def parse_event(line: str) -> Event | None:
         return None
 
 
+def _gpu_v1(data: dict[str, Any]) -> list[Event]:
+    """Version 1 put host RAM on every `gpu` reading, and wrote index -1 ("host") where no GPU could be read."""
+    events: list[Event] = []
+    index = data.get("index")
+    if not isinstance(index, int) or index >= 0:
+        event = _typed(data)
+        events += [event] if event is not None else []
+    if data.get("host_ram_total"):
+        host = {"v": 1, "type": "host", "ram_used": data.get("host_ram_used") or 0,
+                "ram_total": data["host_ram_total"], "node": data.get("node")}
+        event = _typed({**host, "t": data["t"]} if "t" in data else host)
+        events += [event] if event is not None else []
+    return events
+
+
 def read_events(path: str | Path) -> Iterator[Event]:
     """Every complete event in a file, in order."""
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             if line.endswith("\n"):
-                event = parse_event(line)
-                if event is not None:
-                    yield event
-
-
-def training_curve(events: Iterable[Event]) -> tuple[list[Step], list[Eval]]:
-    """The step and eval history of a run as it stands: a resume from step k drops what came after k.
-
-    After a kill -9 a run resumes from its last complete checkpoint, so the stream can hold steps
-    that were trained again; the later ones are the run's real history.
-    """
-    steps: list[Step] = []
-    evals: list[Eval] = []
-    for event in events:
-        if isinstance(event, Step):
-            steps.append(event)
-        elif isinstance(event, Eval):
-            evals.append(event)
-        elif isinstance(event, RunStarted) and event.resumed_from_step:
-            k = event.resumed_from_step
-            steps = [s for s in steps if s.step <= k]
-            evals = [e for e in evals if e.step <= k]
-    return steps, evals
-
-
-class EventTail:
-    """Follows an events file: each poll() returns the events completed since the last one."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._offset = 0
-        self._partial = b""
-
-    def skip_to_end(self) -> None:
-        """Follow only what is written from now on."""
-        try:
-            self._offset = self.path.stat().st_size
-        except FileNotFoundError:
-            self._offset = 0
-        self._partial = b""
-
-    def poll(self) -> list[Event]:
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self._offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return []
-        if not chunk:
-            return []
-        self._offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        events = []
-        for raw in lines:
-            event = parse_event(raw.decode("utf-8", errors="replace"))
-            if event is not None:
-                events.append(event)
-        return events
+                yield from parse_line(line)
 
 
 class EventWriter:

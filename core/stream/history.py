@@ -9,18 +9,18 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 
 from tunedeck.core.stream.events import (
-    SCHEMA_VERSION,
     Checkpoint,
     Error,
     Eval,
     Event,
     Gpu,
+    Host,
     Log,
     RunFinished,
     RunStarted,
     Sample,
     Step,
-    parse_event,
+    parse_line,
 )
 
 GPU_HISTORY = 300  # readings kept per GPU (about five minutes at one a second)
@@ -32,6 +32,7 @@ ETA_WINDOW = 50  # steps used to estimate the time per step
 # Step fields in the order Step declares them (the writer's key order); the drawn ones are kept as columns.
 STEP_FIELDS = [f.name for f in fields(Step) if f.name not in ("t", "v")]
 COLUMNS = ("t", "step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s")  # in the writer's key order
+STEP_VERSIONS = (1, 2)  # the schema versions whose `step` lines have this layout
 
 
 def _step_line_pattern() -> re.Pattern[bytes]:
@@ -40,15 +41,17 @@ def _step_line_pattern() -> re.Pattern[bytes]:
         return "([^,}\\n]+)" if name in COLUMNS else "(?:[^,}\\n]+)"
 
     fields_part = "".join(f', "{name}": {value(name)}' for name in STEP_FIELDS)
-    return re.compile(f'\\n\\{{"v": {SCHEMA_VERSION}, "t": {value("t")}, "type": "step"{fields_part}\\}}(?=\\n)'
+    versions = "|".join(map(str, STEP_VERSIONS))
+    return re.compile(f'\\n\\{{"v": (?:{versions}), "t": {value("t")}, "type": "step"{fields_part}\\}}(?=\\n)'
                       .encode())
 
 
 STEP_LINE = _step_line_pattern()
 STEP_MARK = b', "type": "step", '
 GPU_MARK = b', "type": "gpu", '
+HOST_MARK = b', "type": "host", '
 GPU_INDEX = re.compile(rb'"index": (-?\d+)')
-OTHER_TYPE = re.compile(rb'"type": "(?!step"|gpu")')
+OTHER_TYPE = re.compile(rb'"type": "(?!step"|gpu"|host")')
 
 
 class StepSeries:
@@ -106,7 +109,11 @@ class StepSeries:
 
 @dataclass
 class RunHistory:
-    """Everything known about a run from its events, updated one event (or one whole file) at a time."""
+    """Everything known about a run from its events, updated one event (or one whole file) at a time.
+
+    A resume from step k drops the steps and evals after k: after a kill -9 a run resumes from its last complete
+    checkpoint, so the stream can hold steps that were trained again; the later ones are the run's real history.
+    """
 
     steps: StepSeries = field(default_factory=StepSeries)
     started: RunStarted | None = None
@@ -117,7 +124,7 @@ class RunHistory:
     samples: list[Sample] = field(default_factory=list)
     logs: deque[Log] = field(default_factory=lambda: deque(maxlen=LOG_HISTORY))
     gpus: dict[int, deque[Gpu]] = field(default_factory=dict)
-    host: Gpu | None = None  # the latest reading that carried host RAM
+    host: Host | None = None  # the latest host RAM reading
     first_t: float | None = None
     last_t: float | None = None
 
@@ -126,7 +133,9 @@ class RunHistory:
         if isinstance(event, Step):
             self.steps.append(event)
         elif isinstance(event, Gpu):
-            self._add_gpu(event)
+            self.gpus.setdefault(event.index, deque(maxlen=GPU_HISTORY)).append(event)
+        elif isinstance(event, Host):
+            self.host = event
         elif isinstance(event, Eval):
             self.evals.append(event)
         elif isinstance(event, Log):
@@ -136,6 +145,7 @@ class RunHistory:
             self.finished = None
             if event.resumed_from_step:
                 self.steps.truncate_after(event.resumed_from_step)
+                self.evals = [e for e in self.evals if e.step <= event.resumed_from_step]
         elif isinstance(event, Checkpoint):
             self.checkpoints.append(event)
         elif isinstance(event, Error):
@@ -150,20 +160,13 @@ class RunHistory:
             self.first_t = t
         self.last_t = t if self.last_t is None else max(self.last_t, t)
 
-    def _add_gpu(self, event: Gpu) -> None:
-        if event.host_ram_total:
-            self.host = event
-        if event.index >= 0:
-            self.gpus.setdefault(event.index, deque(maxlen=GPU_HISTORY)).append(event)
-
     def load(self, data: bytes) -> None:
         """Add every event of a buffer of whole lines; fast for long runs, exact for every value."""
         if data and not data.endswith(b"\n"):
             data += b"\n"
         if not self._load_fast(data):
             for line in data.split(b"\n"):
-                event = parse_event(line.decode("utf-8", errors="replace"))
-                if event is not None:
+                for event in parse_line(line):
                     self.add(event)
 
     def _load_fast(self, data: bytes) -> bool:
@@ -175,30 +178,25 @@ class RunHistory:
         if len(step_rows) != buffer.count(STEP_MARK):
             return False
         other_lines = _lines_matching(buffer, OTHER_TYPE)
-        gpu_count = buffer.count(GPU_MARK)
-        if len(step_rows) + gpu_count + len(other_lines) != buffer.count(b"\n") - 1:
+        gpu_count, host_count = buffer.count(GPU_MARK), buffer.count(HOST_MARK)
+        if len(step_rows) + gpu_count + host_count + len(other_lines) != buffer.count(b"\n") - 1:
             return False  # blank, broken or differently written lines: parse each one
-        others = [parse_event(line.decode("utf-8", errors="replace")) for line in other_lines]
+        others = [event for line in other_lines for event in parse_line(line)]
         if any(isinstance(e, RunStarted) and e.resumed_from_step for e in others):
             return False  # a resume drops replayed steps, which needs the file's order
-        last_step = parse_event(buffer[buffer.rfind(b"\n", 0, buffer.rfind(STEP_MARK)) + 1:].split(b"\n", 1)[0]
-                                .decode("utf-8", errors="replace")) if step_rows else None
-        try:
-            if step_rows:
-                if not isinstance(last_step, Step):
+        if step_rows:
+            last_step = parse_line(_last_lines(buffer, STEP_MARK, 1)[0])
+            try:
+                if len(last_step) != 1 or not isinstance(last_step[0], Step):
                     raise ValueError("the last step line does not parse")
-                self.steps.extend(step_rows, last_step)
-        except ValueError:  # a value that is not a number
-            self.steps = StepSeries()
-            return False
-        first = parse_event(data[: data.index(b"\n")].decode("utf-8", errors="replace"))
-        self.first_t = first.t if first is not None else None
-        for event in others:
-            if event is not None:
-                self.add(event)
-        for line in _last_gpu_lines(buffer, gpu_count):
-            event = parse_event(line.decode("utf-8", errors="replace"))
-            if event is not None:
+                self.steps.extend(step_rows, last_step[0])
+            except ValueError:  # a value that is not a number
+                self.steps = StepSeries()
+                return False
+        self.first_t = _first_t(data)
+        last_gpus = _last_gpu_lines(buffer, gpu_count)
+        for line in [*other_lines, *last_gpus, *_last_lines(buffer, HOST_MARK, min(host_count, 1))]:
+            for event in parse_line(line):
                 self.add(event)
         if self.steps.last is not None:
             self._seen(self.steps.last.t)
@@ -246,25 +244,37 @@ def _lines_matching(buffer: bytes, pattern: re.Pattern[bytes]) -> list[bytes]:
     return lines
 
 
-def _last_gpu_lines(buffer: bytes, count: int) -> list[bytes]:
-    """The most recent GPU_HISTORY readings of every GPU, read backwards from the end of the buffer."""
+def _last_lines(buffer: bytes, mark: bytes, count: int) -> list[bytes]:
+    """The last `count` lines holding mark, oldest first."""
     lines: list[bytes] = []
     end = len(buffer)
-
-    def take(wanted: int) -> None:
-        nonlocal end
-        while len(lines) < min(wanted, count):
-            at = buffer.rfind(GPU_MARK, 0, end)
-            if at < 0:
-                return
-            start = buffer.rfind(b"\n", 0, at) + 1
-            lines.append(buffer[start: buffer.find(b"\n", at)])
-            end = start
-
-    take(MAX_GPUS)
-    indexes = {found.group(1) for found in map(GPU_INDEX.search, lines) if found}
-    take(GPU_HISTORY * max(1, len(indexes)))
+    while len(lines) < count:
+        at = buffer.rfind(mark, 0, end)
+        if at < 0:
+            break
+        end = buffer.rfind(b"\n", 0, at) + 1
+        lines.append(buffer[end: buffer.find(b"\n", at)])
     return lines[::-1]
+
+
+def _last_gpu_lines(buffer: bytes, count: int) -> list[bytes]:
+    """The most recent GPU_HISTORY readings of every GPU, read backwards from the end of the buffer."""
+    newest = _last_lines(buffer, GPU_MARK, min(MAX_GPUS, count))
+    indexes = {found.group(1) for found in map(GPU_INDEX.search, newest) if found}
+    wanted = min(GPU_HISTORY * max(1, len(indexes)), count)
+    return newest if wanted <= len(newest) else _last_lines(buffer, GPU_MARK, wanted)
+
+
+def _first_t(data: bytes) -> float | None:
+    """The time of the first line that holds an event."""
+    start = 0
+    while start < len(data):
+        end = data.index(b"\n", start)
+        events = parse_line(data[start:end])
+        if events:
+            return events[0].t
+        start = end + 1
+    return None
 
 
 def downsample(xs: array, ys: array, buckets: int) -> tuple[list[float], list[float]]:

@@ -14,7 +14,7 @@ from tunedeck.core.atomic import write_atomic
 from tunedeck.core.config import DistributedConfig
 from tunedeck.core.errors import ConfigError
 from tunedeck.core.jobs.process import worker_argv
-from tunedeck.core.stream.events import Error, Event, Gpu, Log
+from tunedeck.core.stream.events import Error, Event, Gpu, Host, Log
 
 HOSTFILE_LINE = re.compile(r"^(?P<host>[A-Za-z0-9._-]+)\s+slots=(?P<slots>\d+)\s*$")
 MIXED_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}
@@ -157,7 +157,7 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
 
 class RankEvents:
     """The event writer one process sees: rank 0 writes everything; other ranks write only their errors and
-    warnings (named by rank) and, on the first process of each other node, that node's `gpu` readings."""
+    warnings (named by rank) and, on the first process of each other node, that node's `gpu` and `host` readings."""
 
     def __init__(self, writer: Any):
         self.writer = writer
@@ -170,7 +170,7 @@ class RankEvents:
         return self.writer.path
 
     def emit(self, event: Event) -> Event:
-        if isinstance(event, Gpu):
+        if isinstance(event, Gpu | Host):
             if self.multi_node:
                 event.node = self.node
             return self.writer.emit(event)

@@ -16,7 +16,8 @@ from tunedeck.core.evaluate.job import start_eval
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.evaluate.table import metric_rows, verdict
 from tunedeck.core.jobs.runs import RunDir
-from tunedeck.core.stream.events import Error, EvalFinished, EvalProgress, EvalStarted, EventTail, Log
+from tunedeck.core.stream.events import Error, EvalFinished, EvalProgress, EvalStarted, Log
+from tunedeck.core.stream.tail import EventTail
 
 POLL_S = 0.3
 SHOWN_PREDICTIONS = 200

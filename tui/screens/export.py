@@ -31,13 +31,13 @@ from tunedeck.core.export.quant_types import QUANT_TYPES
 from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import (
     Error,
-    EventTail,
     ExportCheck,
     ExportFinished,
     ExportProgress,
     ExportStarted,
     ExportStep,
 )
+from tunedeck.core.stream.tail import EventTail
 
 POLL_S = 0.3
 CHECK_MARKS = {True: "ok", False: "FAILED", None: "skipped"}

@@ -20,7 +20,7 @@ from tunedeck.core.display import format_duration
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.history import RunHistory
-from tunedeck.core.stream.tail import LogTail, RunWatcher
+from tunedeck.core.stream.tail import LogTail, RunTail
 from tunedeck.tui.screens.confirm import ConfirmScreen
 from tunedeck.tui.screens.runs import STATUS_STYLE
 from tunedeck.tui.widgets.curves import CURVE_MODES, LearningRatePlot, LossPlot
@@ -78,7 +78,7 @@ class LiveScreen(Screen[None]):
     def __init__(self, run: RunDir):
         super().__init__()
         self.run = run
-        self.watcher = RunWatcher(run.events_path)
+        self.run_tail = RunTail(run.events_path)
         self.log_tail = LogTail(run.log_path)
         self.x_axis = "step"
         self.mode = CURVE_MODES[0]
@@ -88,7 +88,7 @@ class LiveScreen(Screen[None]):
 
     @property
     def history(self) -> RunHistory:
-        return self.watcher.history
+        return self.run_tail.history
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -116,7 +116,7 @@ class LiveScreen(Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def replay(self) -> None:
         """Read the whole history off the event loop; the screen follows the file from then on."""
-        self.watcher.replay()
+        self.run_tail.replay()
         lines = self.log_tail.poll()
         self.app.call_from_thread(self._replayed, lines)
 
@@ -133,7 +133,7 @@ class LiveScreen(Screen[None]):
 
     def poll(self) -> None:
         """Pick up new events and log lines; redraw the numbers now and the curves when due."""
-        events = self.watcher.poll()
+        events = self.run_tail.poll()
         lines = self.log_tail.poll()
         if lines:
             self.query_one(Log).write_lines(lines)

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
-from tunedeck.core.stream.events import Gpu
+from tunedeck.core.stream.events import Gpu, Host
 
 GIB = 1 << 30
 BAR_WIDTH = 24
@@ -80,12 +80,12 @@ class HostPanel(Static):
     }
     """
 
-    def show(self, host: Gpu | None, no_gpu_reason: str | None) -> None:
+    def show(self, host: Host | None, no_gpu_reason: str | None) -> None:
         self.border_title = "host"
         text = Text()
-        if host is not None and host.host_ram_total:
+        if host is not None and host.ram_total:
             text.append("RAM ")
-            text.append_text(memory_bar(host.host_ram_used or 0, host.host_ram_total))
+            text.append_text(memory_bar(host.ram_used, host.ram_total))
         else:
             text.append("RAM: no reading yet", style="dim")
         if no_gpu_reason:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import threading
-from typing import TextIO
 
 from tunedeck.core.cli.commands import add_runs_dir
-from tunedeck.core.stream.events import Error, EvalFinished, EvalProgress, EvalStarted, Event, Log
+from tunedeck.core.cli.printers import EvalPrinter
+from tunedeck.core.errors import ConfigError
+from tunedeck.core.evaluate.job import execute, prepare
+from tunedeck.core.evaluate.layout import EvalRequest
+from tunedeck.core.evaluate.table import format_table, verdict
+from tunedeck.core.jobs.runs import find_run
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -37,16 +40,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def eval_command(args: argparse.Namespace, open_app=None) -> int:
-    from tunedeck.core.evaluate.job import execute, prepare
-    from tunedeck.core.evaluate.layout import EvalRequest
-    from tunedeck.core.evaluate.table import format_table, verdict
-    from tunedeck.core.jobs.runs import find_run
-
     for flag in ("max_rows", "max_new_tokens", "batch_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            from tunedeck.core.errors import ConfigError
-
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1", where="tunedeck eval")
     run = find_run(args.runs_dir, args.run_id)
     request = EvalRequest(data=args.data, compare_base=args.compare_base, max_rows=args.max_rows,
@@ -70,47 +66,3 @@ def eval_command(args: argparse.Namespace, open_app=None) -> int:
         print(said)
     print(f"predictions: {layout.predictions_jsonl} (and .csv); metrics: {layout.metrics}")
     return 0
-
-
-class EvalPrinter:
-    """Evaluation events on a terminal: a live progress line on a TTY, one line per batch otherwise."""
-
-    def __init__(self, out: TextIO):
-        self.out = out
-        self.live = out.isatty()
-        self.phases: list[str] = []
-        self._line_shown = False
-
-    def handle(self, event: Event) -> None:
-        if isinstance(event, EvalStarted):
-            self.phases = event.phases
-            self.print(f"evaluating {event.rows} rows from {event.source}")
-        elif isinstance(event, EvalProgress):
-            position = self.phases.index(event.phase) + 1 if event.phase in self.phases else 0
-            text = f"[{position}/{len(self.phases)}] {event.phase}: {event.done}/{event.total} rows"
-            if self.live:
-                width = shutil.get_terminal_size((100, 20)).columns
-                self.out.write("\r\x1b[K" + text[: width - 1])
-                self.out.flush()
-                self._line_shown = True
-            else:
-                self.print(text)
-        elif isinstance(event, Log):
-            self.print(event.message if event.level == "info" else f"{event.level}: {event.message}")
-        elif isinstance(event, Error):
-            self.print(f"error ({event.kind}): {event.message}")
-            for hint in event.hints:
-                self.print(f"  - {hint}")
-        elif isinstance(event, EvalFinished) and event.status == "completed":
-            self.print(event.message)
-
-    def end_line(self) -> None:
-        if self._line_shown:
-            self.out.write("\n")
-            self.out.flush()
-            self._line_shown = False
-
-    def print(self, text: str) -> None:
-        self.end_line()
-        self.out.write(text + "\n")
-        self.out.flush()

@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 
 from tunedeck.core.cli.commands import add_runs_dir
+from tunedeck.core.cli.follow import follow_export
+from tunedeck.core.errors import ConfigError
+from tunedeck.core.export.job import start_export
+from tunedeck.core.export.layout import ExportLayout
+from tunedeck.core.export.options import export_options
+from tunedeck.core.export.quant_types import QUANT_TYPES
+from tunedeck.core.jobs.runs import find_run
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -26,21 +33,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def export_command(args: argparse.Namespace, open_app=None) -> int:
     if args.list_quants:
-        from tunedeck.core.export.quant_types import QUANT_TYPES
-
         for name, (_, what) in QUANT_TYPES.items():
             print(f"{name:8} {what}")
         return 0
     if not args.run_id:
-        from tunedeck.core.errors import ConfigError
-
         raise ConfigError("which run? give its id", where="tunedeck export", hint="see `tunedeck runs`")
-    from tunedeck.core.cli.export_follow import follow_export
-    from tunedeck.core.export.job import start_export
-    from tunedeck.core.export.layout import ExportLayout
-    from tunedeck.core.export.options import export_options
-    from tunedeck.core.jobs.runs import find_run
-
     run = find_run(args.runs_dir, args.run_id)
     options = export_options(run, checkpoint=args.checkpoint, quant=args.quant, system=args.system,
                              merge_dtype=args.merge_dtype, name=args.name)
