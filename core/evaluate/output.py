@@ -11,7 +11,7 @@ from tunedeck.core.atomic import write_atomic
 from tunedeck.core.evaluate.heldout import HeldOutRow
 from tunedeck.core.evaluate.layout import EvalLayout
 
-CSV_SCORES = ("bleu4", "rouge1", "rouge2", "rougeL", "exact", "json_valid")
+CSV_SCORES = ("bleu4", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact", "json_valid")
 
 
 def prediction_records(rows: list[HeldOutRow], results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
