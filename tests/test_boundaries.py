@@ -17,7 +17,8 @@ import pytest
 from .conftest import REPO
 
 HEAVY = ["torch", "transformers", "peft", "trl", "datasets", "accelerate", "deepspeed", "bitsandbytes", "llama_cpp",
-         "safetensors", "gguf", "jieba", "datasketch", "pyarrow", "scipy", "matplotlib", "pandas"]
+         "safetensors", "gguf", "jieba", "datasketch", "pyarrow", "scipy", "matplotlib", "pandas", "sacrebleu",
+         "rouge_score", "nltk", "rouge_chinese"]
 UI = ["textual", "rich"]
 # Modules that load a heavy library by design, and why; everything else must import without one.
 HEAVY_BY_DESIGN = {
