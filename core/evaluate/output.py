@@ -27,6 +27,8 @@ def prediction_records(rows: list[HeldOutRow], results: dict[str, dict[str, Any]
                 result = results[side]
                 record[prefix + "prediction"] = result["answers"][index]
                 record[prefix + "loss"] = result["losses"][index]
+                if "tokens" in result:  # with the loss: lets two evaluations' losses be compared row by row
+                    record[prefix + "tokens"] = result["tokens"][index]
                 record[prefix + "metrics"] = result["scores"][index]
         records.append(record)
     return records

@@ -49,8 +49,8 @@ def run_evaluation(run: RunDir, request: EvalRequest, emit: Emit, cancel: thread
         answered[side] = SideAnswers(answers, losses)
     emit(Log(level="info", message="scoring the answers"))
     scored, scoring = score_evaluation([row.reference for row in rows], answered, request.tolerance, request.compat)
-    results = {side: {"answers": given.answers, "losses": row_losses(given.losses), **scored[side]}
-               for side, given in answered.items()}
+    results = {side: {"answers": given.answers, "losses": row_losses(given.losses),
+                      "tokens": [t for _, t in given.losses], **scored[side]} for side, given in answered.items()}
 
     layout = EvalLayout.for_run(run)
     write_predictions(layout, rows, results)

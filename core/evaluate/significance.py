@@ -95,7 +95,8 @@ def sacrebleu_paired(name: str, metric: Any, references: list[str], base: list[s
 
     out = compare(name, stats[0], stats[1], score, indices)
     out["p_value"] = round(float(tuned_result.p_value), 4)  # sacrebleu's own
-    out["sacrebleu"] = {"signature": str(signatures[key]), "base_mean": round(base_result.mean / 100, 6),
-                        "base_ci": round(base_result.ci / 100, 6), "finetuned_mean": round(tuned_result.mean / 100, 6),
-                        "finetuned_ci": round(tuned_result.ci / 100, 6)}
+    out["sacrebleu"] = {"signature": str(signatures[key])}
+    for side, result in (("base", base_result), ("finetuned", tuned_result)):  # sacrebleu's mean +- half-width
+        out["sacrebleu"][f"{side}_mean"] = round(float(result.mean) / 100, 6)
+        out["sacrebleu"][f"{side}_ci"] = round(float(result.ci) / 100, 6)
     return out

@@ -93,11 +93,17 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, str, str]]
     return rows
 
 
+def labels(metrics: dict[str, Any]) -> dict[str, str]:
+    """What the two columns are called: fine-tuned and base, or the two evaluations compared (metrics["labels"])."""
+    return {"finetuned": "fine-tuned", "base": "base", **(metrics.get("labels") or {})}
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """A plain-text table for the terminal: the task line, then the rows (base and difference when compared)."""
     with_base = "base" in metrics
     keep = [0, 1, 2, 3, 4] if with_base else [0, 1, 4]
-    header = tuple(HEADER[i] for i in keep)
+    named = labels(metrics)
+    header = tuple((HEADER[0], named["finetuned"], named["base"], *HEADER[3:])[i] for i in keep)
     body = [tuple(row[i] for i in keep) for row in metric_rows(metrics)]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     last = len(header) - 1
@@ -125,10 +131,11 @@ def verdict(metrics: dict[str, Any]) -> str | None:
         return _plain_verdict(tuned, base)
     compared = intervals.get("metrics", {})
     lead = [k for k in ["eval_loss", *(metrics.get("task") or {}).get("lead", [])] if k in compared]
-    return "\n".join(sentence(compared[k], intervals.get("rows", metrics.get("rows", 0))) for k in lead) or None
+    rows = intervals.get("rows", metrics.get("rows", 0))
+    return "\n".join(sentence(compared[k], rows, labels(metrics)) for k in lead) or None
 
 
-def sentence(result: dict[str, Any], rows: int) -> str:
+def sentence(result: dict[str, Any], rows: int, named: dict[str, str] | None = None) -> str:
     """"fine-tuned better on ROUGE-L F1 by 12.3 (95% CI 8.1 to 16.0)", or "no significant difference on chrF over 20
     rows (+1.2, 95% CI -3.0 to 5.1)". A lead is stated as a positive number, its interval turned the same way."""
     label, how, _ = METRICS[result["metric"]]
@@ -137,7 +144,7 @@ def sentence(result: dict[str, Any], rows: int) -> str:
         ci = f"95% CI {_points(result['low'], how)} to {_points(result['high'], how)}"
         return f"no significant difference on {label} over {rows} rows ({change}, {ci})"
     low, high = (result["low"], result["high"]) if result["difference"] >= 0 else (-result["high"], -result["low"])
-    side = "fine-tuned" if result["better"] == "finetuned" else "base"
+    side = (named or {"finetuned": "fine-tuned", "base": "base"})[result["better"]]
     return (f"{side} better on {label} by {_points(abs(result['difference']), how)} "
             f"(95% CI {_points(low, how)} to {_points(high, how)})")
 
