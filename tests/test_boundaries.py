@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +16,8 @@ import pytest
 from .conftest import REPO
 
 HEAVY = ["torch", "transformers", "peft", "trl", "datasets", "accelerate", "deepspeed", "bitsandbytes", "llama_cpp",
-         "safetensors", "gguf", "jieba", "datasketch", "pyarrow", "scipy", "matplotlib", "pandas"]
+         "safetensors", "gguf", "jieba", "datasketch", "pyarrow", "scipy", "matplotlib", "pandas", "sacrebleu",
+         "rouge_score", "nltk", "rouge_chinese"]
 UI = ["textual", "rich"]
 # Modules that load a heavy library by design, and why; everything else must import without one.
 HEAVY_BY_DESIGN = {
@@ -34,9 +34,10 @@ LINT = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imp
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
     """`lint-imports` on the tree under root (root/tunedeck/core, root/tunedeck/tui and root/pyproject.toml).
 
-    Python runs without site (-S), so the installed editable tunedeck cannot stand in for the copy under test.
+    Python runs without site (-S), so the installed editable tunedeck cannot stand in for the copy under test; the
+    libraries come from this interpreter's own search path.
     """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), sysconfig.get_paths()["purelib"]])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *(p for p in sys.path if p)])}
     return subprocess.run([sys.executable, "-S", "-c", LINT, str(root / "pyproject.toml")], capture_output=True,
                           text=True, env=env, timeout=300)
 

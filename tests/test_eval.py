@@ -96,10 +96,20 @@ def test_worker_writes_predictions_csv_and_metrics_for_both_models(tiny_run: Run
         m = metrics[side]
         assert m["json_rows"] == 2 and m["rows"] == 5
         assert math.isclose(m["perplexity"], math.exp(m["eval_loss"]), rel_tol=1e-3)
-        for key in ("bleu4", "rouge1", "rouge2", "rougeL", "exact_match", "json_valid_rate"):
+        for key in ("bleu4", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "json_valid_rate"):
             assert 0.0 <= m[key] <= 1.0
     assert metrics["finetuned"]["tokens"] == metrics["base"]["tokens"] > 0
     assert metrics["finetuned"]["eval_loss"] != metrics["base"]["eval_loss"]
+    # how the numbers were computed: one Chinese reference makes it sacrebleu's tok:zh and jieba words for ROUGE
+    assert metrics["language"]["code"] == "zh" and "tok:zh" in metrics["signature"]["bleu"]
+    assert metrics["signature"]["bleu"].endswith(f"version:{metrics['versions']['sacrebleu']}")
+    assert metrics["versions"]["rouge-score"] and metrics["task"]["kind"] == "free_text"
+    loss = metrics["intervals"]["metrics"]["eval_loss"]
+    assert loss["difference"] == pytest.approx(metrics["finetuned"]["eval_loss"] - metrics["base"]["eval_loss"],
+                                               abs=1e-4)
+    assert loss["low"] <= loss["difference"] <= loss["high"] and metrics["intervals"]["resamples"] == 1000
+    assert {"bleu4", "chrf", "rougeL", "exact_match", "json_valid_rate"} <= metrics["intervals"]["metrics"].keys()
+    assert "chrf" in records[0]["metrics"] and "compat" not in metrics
 
 
 @pytest.mark.slow
@@ -133,17 +143,24 @@ def test_batched_loss_matches_one_row_at_a_time_and_the_plain_base_model(tiny_ru
 def test_cli_prints_a_table_side_by_side_and_refuses_bad_input_in_one_line(tiny_run: RunDir, tunedeck_cmd):
     runs = str(tiny_run.path.parent)
     result = subprocess.run([*tunedeck_cmd, "eval", tiny_run.run_id, "--runs-dir", runs, "--compare-base",
-                             "--max-rows", "3", "--max-new-tokens", "4"], capture_output=True, text=True, timeout=600)
+                             "--max-rows", "3", "--max-new-tokens", "4", "--compat", "llamafactory"],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "evaluating 3 rows" in result.stderr and "generate: 3/3 rows" in result.stderr
     lines = result.stdout.splitlines()
-    assert lines[1].split() == ["metric", "fine-tuned", "base"]
-    cells = [re.split(r"\s{2,}", line.strip()) for line in lines[2:]]
-    table = {row[0]: row[1:] for row in cells if len(row) == 3}
-    assert {"eval loss", "perplexity", "ROUGE-L F1", "exact match", "JSON valid"} <= table.keys()
+    assert lines[1].startswith("task: ")
+    assert re.split(r"\s{2,}", lines[2].strip()) == ["metric", "fine-tuned", "base", "difference (95% CI)", "why"]
+    cells = [re.split(r"\s{2,}", line.strip()) for line in lines[3:]]
+    table = {row[0]: row[1:3] for row in cells if len(row) >= 4}
+    assert {"eval loss", "perplexity", "chrF", "ROUGE-L F1", "exact match", "JSON valid"} <= table.keys()
     metrics = json.loads(EvalLayout.for_run(tiny_run).metrics.read_text(encoding="utf-8"))
     assert metrics["rows"] == 3 and table["eval loss"] == [f"{metrics['finetuned']['eval_loss']:.4f}",
                                                            f"{metrics['base']['eval_loss']:.4f}"]
+    compat = metrics["compat"]["llamafactory"]
+    assert table["LLaMA-Factory ROUGE-L"] == [f"{compat['finetuned']['predict_rouge-l']:.2f}",
+                                              f"{compat['base']['predict_rouge-l']:.2f}"]
+    assert f"BLEU: {metrics['signature']['bleu']}" in lines and any(line.startswith("intervals: ") for line in lines)
+    assert any(" on eval loss " in line for line in lines)  # the verdict sentence
 
     for args, expected in ((["--data", "missing.json"], "missing.json"), (["--checkpoint", "7"], "checkpoint")):
         bad = subprocess.run([*tunedeck_cmd, "eval", tiny_run.run_id, "--runs-dir", runs, *args],

@@ -12,6 +12,8 @@ from tests.tui_support import make_run, screen_text, wait_for
 from tunedeck.core.errors import RunError
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.evaluate.metrics import score_row, summarize
+from tunedeck.core.evaluate.scoring import SideAnswers, score_evaluation
+from tunedeck.core.evaluate.table import metric_rows
 from tunedeck.core.stream.events import EvalFinished, EvalProgress, EvalStarted, EventWriter, Log
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.eval import EvalScreen
@@ -22,19 +24,30 @@ BASE = ["I'm here to help with any kind of creative writing project.", "Sure! I'
 
 
 def side(answers: list[str], loss: float) -> dict:
+    """One model's summary as metrics.json held it before intervals and signatures were written."""
     rows = [score_row(r, a) for r, a in zip(REFERENCES, answers, strict=True)]
     return {"eval_loss": loss, "perplexity": round(2.718281828 ** loss, 4), "tokens": 40,
             **summarize(REFERENCES, answers, rows)}
 
 
+def scored(compare_base: bool) -> dict:
+    """metrics.json as the worker writes it: each model's summary, the task, signatures and (with base) intervals."""
+    sides = {"finetuned": SideAnswers(TUNED, [(12.4, 20)] * 2)}
+    if compare_base:
+        sides["base"] = SideAnswers(BASE, [(62.0, 20)] * 2)
+    per_side, extra = score_evaluation(REFERENCES, sides, 1.0)
+    return {"rows": 2, **{name: result["summary"] for name, result in per_side.items()}, **extra}
+
+
 class RecordedEvalLauncher:
     """Writes what a finished evaluation of two held-out rows leaves behind, event by event."""
 
-    def __init__(self, fail: bool = False, finish: bool = True):
+    def __init__(self, fail: bool = False, finish: bool = True, legacy: bool = False):
         self.started: list[tuple[Path, EvalRequest]] = []
         self.stopped: list[Path] = []
         self.fail = fail
         self.finish = finish
+        self.legacy = legacy  # write metrics.json as it was before intervals
 
     def start(self, run_dir: Path, request: EvalRequest) -> None:
         if self.fail:
@@ -55,9 +68,10 @@ class RecordedEvalLauncher:
         events.close()
 
     def write_results(self, layout: EvalLayout, compare_base: bool) -> None:
-        metrics = {"rows": 2, "finetuned": side(TUNED, 0.62)}
-        if compare_base:
-            metrics["base"] = side(BASE, 3.1)
+        if self.legacy:
+            metrics = {"rows": 2, "finetuned": side(TUNED, 0.62), **({"base": side(BASE, 3.1)} if compare_base else {})}
+        else:
+            metrics = scored(compare_base)
         layout.metrics.write_text(json.dumps(metrics), encoding="utf-8")
         records = [{"prompt": p, "reference": r, "prediction": t, **({"base_prediction": b} if compare_base else {})}
                    for p, r, t, b in zip(["Who are you?", "Rate it."], REFERENCES, TUNED, BASE, strict=True)]
@@ -88,19 +102,42 @@ async def test_the_screen_starts_an_evaluation_follows_it_and_shows_both_models(
         metrics = screen.query_one("#eval-metrics", DataTable)
         assert await wait_for(pilot, lambda: metrics.row_count > 0)
         assert launcher.started[0][1].compare_base is True
-        table = {row[0]: row[1:] for row in rows_of(metrics)}
-        assert table["eval loss"] == ["0.6200", "3.1000"]
-        assert table["exact match"] == ["50.0%", "0.0%"]
-        assert table["JSON fields agree (+-1)"] == ["100.0%", "0.0%"]  # score 8 vs 7 is within +-1
-        assert table["JSON valid"] == ["100.0%", "0.0%"]
+        shown = rows_of(metrics)
+        table = {row[0]: row[1:] for row in shown}
+        assert [str(c) for c in metrics.columns.values() if c] and len(shown[0]) == 5
+        # one of the two references is JSON: validity and field agreement lead, and the table says so
+        assert shown[0][0] == "JSON valid" and shown[0][4].startswith("leads: ")
+        assert table["eval loss"][:2] == ["0.6200", "3.1000"]
+        assert table["eval loss"][2] == "-2.4800 (-2.4800 to -2.4800)"  # both rows 0.62 vs 3.1: every resample
+        assert table["exact match"][:2] == ["50.0%", "0.0%"]
+        assert table["JSON fields agree (+-1)"][:2] == ["100.0%", "0.0%"]  # score 8 vs 7 is within +-1
+        assert table["JSON valid"][:2] == ["100.0%", "0.0%"]
+        assert "chrF" in table and "ROUGE-Lsum F1" in table
+        # the same rows the CLI prints and the run report reads: metric_rows over metrics.json
+        written = json.loads((tmp_path / "run-1" / "eval" / "metrics.json").read_text(encoding="utf-8"))
+        assert shown == [list(row) for row in metric_rows(written)]
         text = screen_text(app)
-        assert "eval_loss: fine-tuned better (0.6200 vs 3.1000)" in text
+        assert "fine-tuned better on eval loss by 2.4800 (95% CI 2.4800 to 2.4800)" in text
+        assert "task: 1 of 2 references are JSON; JSON validity and per-field agreement lead" in text
+        assert "BLEU: nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in text
+        assert "1000 resamples, seed 12345, 2 rows" in text
         assert "completed: 2 rows" in text
         predictions = rows_of(screen.query_one("#eval-predictions", DataTable))
         assert predictions[1] == ["Rate it.", REFERENCES[1], TUNED[1], BASE[1]]
         assert any("cut" in n.message for n in app._notifications)
         for key in ("Run again", "Base on/off", "Stop", "Back"):
             assert key in text
+
+
+async def test_metrics_written_before_intervals_still_show_a_plain_verdict(tmp_path: Path):
+    screen = EvalScreen(make_run(tmp_path, "run-1", status="completed"), RecordedEvalLauncher(legacy=True))
+    app = Host(screen)
+    async with app.run_test(size=(150, 45)) as pilot:
+        metrics = screen.query_one("#eval-metrics", DataTable)
+        assert await wait_for(pilot, lambda: metrics.row_count > 0)
+        table = {row[0]: row[1:] for row in rows_of(metrics)}
+        assert table["eval loss"] == ["0.6200", "3.1000", "", "answer-token loss on the references (lower is better)"]
+        assert "eval_loss: fine-tuned better (0.6200 vs 3.1000)" in screen_text(app)
 
 
 async def test_base_off_then_run_again_scores_the_fine_tuned_model_only(tmp_path: Path):
@@ -114,7 +151,9 @@ async def test_base_off_then_run_again_scores_the_fine_tuned_model_only(tmp_path
         assert await wait_for(pilot, lambda: len(launcher.started) == 2 and screen.finished is not None
                               and metrics.row_count > 0)
         assert launcher.started[1][1].compare_base is False
-        assert rows_of(metrics)[0] == ["eval loss", "0.6200", ""]
+        table = {row[0]: row[1:] for row in rows_of(metrics)}
+        assert table["eval loss"] == ["0.6200", "", "", "answer-token loss on the references (lower is better)"]
+        assert "better on" not in screen_text(app) and "intervals:" not in screen_text(app)
         assert rows_of(screen.query_one("#eval-predictions", DataTable))[0][3] == "-"
 
 

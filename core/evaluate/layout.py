@@ -21,6 +21,7 @@ class EvalRequest:
     batch_size: int = 8
     checkpoint: str = "best"  # best | last | a checkpoint's step number
     tolerance: float = 1.0  # numeric JSON fields agree within +-tolerance
+    compat: str | None = None  # "llamafactory": also score the answers as LLaMA-Factory's predict stage does
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

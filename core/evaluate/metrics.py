@@ -1,20 +1,35 @@
-"""Text metrics for predictions against references: BLEU-4, ROUGE-1/2/L, exact match, JSON validity and fields."""
+"""Text scores: sacrebleu BLEU and chrF, rouge-score ROUGE, exact match, JSON validity and per-field agreement."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import re
+import statistics
 import unicodedata
-from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
 from typing import Any
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 WORD = re.compile(r"\w+")
 FENCE = re.compile(r"^```[A-Za-z]*\s*\n?(.*?)\n?```$", re.S)
 DEFAULT_TOLERANCE = 1.0
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+SACREBLEU_TOKENIZER = {"en": "13a", "zh": "zh"}
+SHORT_ANSWER_WORDS = 3  # references of at most this many words (median) are classification-like
+VERSIONED = ("sacrebleu", "rouge-score", "jieba", "nltk", "rouge-chinese", "numpy")
+# Which scores lead for each kind of answer, and why (the table and the verdict follow this).
+LEAD = {
+    "json": (("json_valid_rate", "field_agreement_all", "exact_match"),
+             "JSON validity and per-field agreement lead"),
+    "short": (("exact_match", "chrf"),
+              "classification-like: exact match leads; overlap scores say little about a word or two"),
+    "free_text": (("chrf", "rougeL", "bleu4"),
+                  "chrF and ROUGE-L lead; exact match is too strict for sentences"),
+}
 
 
 def has_cjk(text: str) -> bool:
@@ -32,75 +47,77 @@ def segment(text: str) -> list[str]:
     return [t for t in (w.strip() for w in jieba.lcut(text)) if t and WORD.search(t)]
 
 
-def ngrams(tokens: Sequence[str], n: int) -> Counter:
-    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+class JiebaTokenizer:
+    """rouge-score's tokenizer interface over `segment`: Chinese cut into words by jieba, other text into \\w+ words."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return segment(text)
 
 
-def _overlap(reference: Sequence[str], hypothesis: Sequence[str], n: int) -> tuple[int, int]:
-    """Clipped n-gram matches and the hypothesis' n-gram count."""
-    ref, hyp = ngrams(reference, n), ngrams(hypothesis, n)
-    return sum(min(count, ref[gram]) for gram, count in hyp.items()), sum(hyp.values())
+def choose_language(references: Sequence[str]) -> tuple[str, str]:
+    """"zh" when any reference holds Chinese characters (sacrebleu's zh tokenizer also splits the Latin parts as 13a
+    does), else "en"; and why."""
+    chinese = sum(has_cjk(r) for r in references)
+    if chinese:
+        return "zh", f"{chinese} of {len(references)} references contain Chinese characters"
+    return "en", f"none of the {len(references)} references contain Chinese characters"
 
 
-def _bleu(matches: list[int], totals: list[int], hyp_len: int, ref_len: int, smooth: bool) -> float:
-    if hyp_len == 0 or matches[0] == 0:
-        return 0.0
-    logs = []
-    for n, (m, t) in enumerate(zip(matches, totals, strict=True)):
-        if smooth and n > 0:
-            m, t = m + 1, t + 1  # add-one for n >= 2 (Lin & Och 2004, "BLEU+1")
-        if m == 0:
-            return 0.0
-        logs.append(math.log(m / t))
-    brevity = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
-    return brevity * math.exp(sum(logs) / len(logs))
+def choose_task(references: Sequence[str]) -> tuple[str, str]:
+    """What the answers are: "json" (most references are JSON), "short" (classification-like) or "free_text"."""
+    json_refs = sum(parse_json(r) is not None for r in references)
+    if json_refs and 2 * json_refs >= len(references):
+        return "json", f"{json_refs} of {len(references)} references are JSON"
+    words = statistics.median([len(segment(r)) for r in references]) if references else 0
+    said = f"median {words:g} word{'' if words == 1 else 's'} per reference"
+    if words <= SHORT_ANSWER_WORDS:
+        return "short", f"short answers ({said})"
+    return "free_text", f"free text ({said})"
 
 
-def sentence_bleu(reference: Sequence[str], hypothesis: Sequence[str], max_n: int = 4) -> float:
-    """BLEU-4 of one tokenized hypothesis, smoothed with add-one on the 2- to 4-gram precisions."""
-    stats = [_overlap(reference, hypothesis, n) for n in range(1, max_n + 1)]
-    return _bleu([m for m, _ in stats], [t for _, t in stats], len(hypothesis), len(reference), smooth=True)
+@dataclass(frozen=True)
+class Scorers:
+    """The metric objects for one language: sacrebleu's corpus BLEU, sentence BLEU and chrF, rouge-score's scorer."""
+
+    language: str
+    bleu: Any
+    sentence_bleu: Any
+    chrf: Any
+    rouge: Any
+
+    @property
+    def rouge_signature(self) -> str:
+        tokenizer = "jieba words, lower-cased" if self.language == "zh" else "default (lower-cased [a-z0-9]+)"
+        return f"rouge-score {version('rouge-score')}|tok:{tokenizer}|stemmer:no|Lsum split:newline"
 
 
-def corpus_bleu(references: Sequence[Sequence[str]], hypotheses: Sequence[Sequence[str]], max_n: int = 4) -> float:
-    """Corpus BLEU-4 (Papineni et al.): n-gram matches and lengths summed over all rows, no smoothing."""
-    matches, totals = [0] * max_n, [0] * max_n
-    for ref, hyp in zip(references, hypotheses, strict=True):
-        for n in range(1, max_n + 1):
-            m, t = _overlap(ref, hyp, n)
-            matches[n - 1] += m
-            totals[n - 1] += t
-    hyp_len = sum(len(h) for h in hypotheses)
-    ref_len = sum(len(r) for r in references)
-    return _bleu(matches, totals, hyp_len, ref_len, smooth=False)
+@lru_cache(maxsize=4)
+def scorers(language: str) -> Scorers:
+    """sacrebleu with tok:13a (English) or tok:zh (Chinese), defaults otherwise; rouge-score's ROUGE-1/2/L/Lsum."""
+    from rouge_score.rouge_scorer import RougeScorer
+    from sacrebleu.metrics import BLEU, CHRF
+
+    tokenize = SACREBLEU_TOKENIZER[language]
+    return Scorers(
+        language=language,
+        bleu=BLEU(tokenize=tokenize),
+        sentence_bleu=BLEU(tokenize=tokenize, effective_order=True),
+        chrf=CHRF(),
+        rouge=RougeScorer(list(ROUGE_TYPES), use_stemmer=False,
+                          tokenizer=JiebaTokenizer() if language == "zh" else None),
+    )
 
 
-def _f1(overlap: int, hyp_count: int, ref_count: int) -> float:
-    if overlap == 0 or hyp_count == 0 or ref_count == 0:
-        return 0.0
-    precision, recall = overlap / hyp_count, overlap / ref_count
-    return 2 * precision * recall / (precision + recall)
+def version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
-def rouge_n(reference: Sequence[str], hypothesis: Sequence[str], n: int) -> float:
-    """ROUGE-N F1: clipped n-gram overlap against both sides' n-gram counts."""
-    matches, hyp_count = _overlap(reference, hypothesis, n)
-    return _f1(matches, hyp_count, max(len(reference) - n + 1, 0))
-
-
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def rouge_l(reference: Sequence[str], hypothesis: Sequence[str]) -> float:
-    """ROUGE-L F1 (beta 1): longest common subsequence against both lengths."""
-    return _f1(lcs_length(reference, hypothesis), len(hypothesis), len(reference))
+def library_versions() -> dict[str, str | None]:
+    """The installed versions of the libraries behind the numbers."""
+    return {name: version(name) for name in VERSIONED}
 
 
 def normalize_answer(text: str) -> str:
@@ -161,14 +178,16 @@ def field_agreement(reference: dict, prediction: Any, tolerance: float = DEFAULT
     return out
 
 
-def score_row(reference: str, prediction: str, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
-    """One prediction's scores; JSON keys appear only when the reference is a JSON object or array."""
-    ref, hyp = segment(reference), segment(prediction)
+def score_row(reference: str, prediction: str, tolerance: float = DEFAULT_TOLERANCE,
+              language: str | None = None) -> dict[str, Any]:
+    """One prediction's scores (fractions 0..1); JSON keys appear only when the reference is JSON.
+    language: "en" or "zh" for the whole dataset (`choose_language`); None decides from this reference alone."""
+    use = scorers(language or choose_language([reference])[0])
+    rouge = use.rouge.score(reference, prediction)
     row: dict[str, Any] = {
-        "bleu4": round(sentence_bleu(ref, hyp), 6),
-        "rouge1": round(rouge_n(ref, hyp, 1), 6),
-        "rouge2": round(rouge_n(ref, hyp, 2), 6),
-        "rougeL": round(rouge_l(ref, hyp), 6),
+        "bleu4": round(use.sentence_bleu.sentence_score(prediction, [reference]).score / 100, 6),
+        "chrf": round(use.chrf.sentence_score(prediction, [reference]).score / 100, 6),
+        **{key: round(float(rouge[key].fmeasure), 6) for key in ROUGE_TYPES},
         "exact": exact_match(reference, prediction),
     }
     expected = parse_json(reference)
@@ -185,14 +204,18 @@ def _mean(values: list[float]) -> float | None:
 
 
 def summarize(references: list[str], predictions: list[str], rows: list[dict[str, Any]],
-              tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
-    """Corpus BLEU-4 plus the mean of each row score; rates are fractions (0..1)."""
+              tolerance: float = DEFAULT_TOLERANCE, language: str | None = None) -> dict[str, Any]:
+    """Corpus BLEU-4 and chrF (sacrebleu) plus the mean of each row score; every score is a fraction (0..1)."""
+    use = scorers(language or choose_language(references)[0])
+    bleu = use.bleu.corpus_score(predictions, [references])
     summary: dict[str, Any] = {
         "rows": len(rows),
-        "bleu4": round(corpus_bleu([segment(r) for r in references], [segment(p) for p in predictions]), 6),
+        "bleu4": round(bleu.score / 100, 6),
+        "bleu4_detail": bleu.format(score_only=False).split("=", 1)[1].strip(),
         "bleu4_sentence": _mean([r["bleu4"] for r in rows]),
+        "chrf": round(use.chrf.corpus_score(predictions, [references]).score / 100, 6),
     }
-    for key in ("rouge1", "rouge2", "rougeL"):
+    for key in ROUGE_TYPES:
         summary[key] = _mean([r[key] for r in rows])
     summary["exact_match"] = _mean([float(r["exact"]) for r in rows])
     json_rows = [r for r in rows if "json_valid" in r]
@@ -206,3 +229,21 @@ def summarize(references: list[str], predictions: list[str], rows: list[dict[str
     summary["field_agreement_all"] = _mean([v for values in per_field.values() for v in values])
     summary["field_tolerance"] = tolerance
     return summary
+
+
+def signatures(language: str) -> dict[str, str]:
+    """How each score is computed, as its library states it (sacrebleu's signatures; nrefs:1, one reference a row)."""
+    use = scorers(language)
+    return {
+        "bleu": _sacrebleu_signature(use.bleu),
+        "bleu_sentence": _sacrebleu_signature(use.sentence_bleu),
+        "chrf": _sacrebleu_signature(use.chrf),
+        "rouge": use.rouge_signature,
+    }
+
+
+def _sacrebleu_signature(metric: Any) -> str:
+    """sacrebleu states a signature only once a metric has scored (it records the number of references)."""
+    if "num_refs" not in vars(metric):
+        metric.corpus_score(["a"], [["a"]])
+    return str(metric.get_signature())

@@ -11,7 +11,7 @@ from tunedeck.core.atomic import write_atomic
 from tunedeck.core.evaluate.heldout import HeldOutRow
 from tunedeck.core.evaluate.layout import EvalLayout
 
-CSV_SCORES = ("bleu4", "rouge1", "rouge2", "rougeL", "exact", "json_valid")
+CSV_SCORES = ("bleu4", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact", "json_valid")
 
 
 def prediction_records(rows: list[HeldOutRow], results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -27,6 +27,8 @@ def prediction_records(rows: list[HeldOutRow], results: dict[str, dict[str, Any]
                 result = results[side]
                 record[prefix + "prediction"] = result["answers"][index]
                 record[prefix + "loss"] = result["losses"][index]
+                if "tokens" in result:  # with the loss: lets two evaluations' losses be compared row by row
+                    record[prefix + "tokens"] = result["tokens"][index]
                 record[prefix + "metrics"] = result["scores"][index]
         records.append(record)
     return records

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -13,9 +12,14 @@ from typing import Any
 from tunedeck.core.data.tokenize import IGNORE_INDEX, EncodedSample, encode_conversation
 from tunedeck.core.evaluate.heldout import HeldOutRow, load_held_out
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
-from tunedeck.core.evaluate.metrics import score_row, summarize
 from tunedeck.core.evaluate.output import write_metrics, write_predictions
+from tunedeck.core.evaluate.scoring import SideAnswers, score_evaluation
+from tunedeck.core.export.layout import resolve_adapter
+from tunedeck.core.hardware.detect import detect_hardware, resolve_precision
 from tunedeck.core.jobs.runs import RunDir
+from tunedeck.core.models.generate import stop_token_ids
+from tunedeck.core.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
+from tunedeck.core.models.templates import TEMPLATES
 from tunedeck.core.stream.events import EvalProgress, EvalStarted, Log
 
 Emit = Callable[[Any], Any]
@@ -23,8 +27,6 @@ Emit = Callable[[Any], Any]
 
 def run_evaluation(run: RunDir, request: EvalRequest, emit: Emit, cancel: threading.Event) -> dict[str, Any]:
     """Score the fine-tuned model (and the base, when asked) on held-out rows; write eval/ and return the metrics."""
-    from tunedeck.core.export.layout import resolve_adapter
-
     started = time.perf_counter()
     config = run.load_config()
     checkpoint, adapter = resolve_adapter(run, request.checkpoint)
@@ -38,13 +40,17 @@ def run_evaluation(run: RunDir, request: EvalRequest, emit: Emit, cancel: thread
     max_new_tokens = request.max_new_tokens or answer_budget(tokenizer, rows)
 
     sides = [("finetuned", "")] + ([("base", "base_")] if request.compare_base else [])
-    results: dict[str, dict[str, Any]] = {}
+    answered: dict[str, SideAnswers] = {}
     for side, prefix in sides:
         with model.disable_adapter() if side == "base" else nullcontext():
             losses = eval_losses(model, samples, request.batch_size, _progress(emit, prefix + "loss", cancel))
             answers = generate_answers(model, tokenizer, rows, max_new_tokens, request.batch_size,
                                        _progress(emit, prefix + "generate", cancel))
-        results[side] = score_side(rows, losses, answers, request.tolerance)
+        answered[side] = SideAnswers(answers, losses)
+    emit(Log(level="info", message="scoring the answers"))
+    scored, scoring = score_evaluation([row.reference for row in rows], answered, request.tolerance, request.compat)
+    results = {side: {"answers": given.answers, "losses": row_losses(given.losses),
+                      "tokens": [t for _, t in given.losses], **scored[side]} for side, given in answered.items()}
 
     layout = EvalLayout.for_run(run)
     write_predictions(layout, rows, results)
@@ -53,6 +59,7 @@ def run_evaluation(run: RunDir, request: EvalRequest, emit: Emit, cancel: thread
         "rows": len(rows), "max_new_tokens": max_new_tokens, "precision": precision,
         "seconds": round(time.perf_counter() - started, 1),
         **{side: result["summary"] for side, result in results.items()},
+        **scoring,
     }
     write_metrics(layout, metrics)
     return metrics
@@ -78,10 +85,6 @@ def load_model(config: Any, adapter: Path) -> tuple[Any, Any, str]:
     import torch
     from peft import PeftModel
     from transformers.utils import logging as hf_logging
-
-    from tunedeck.core.hardware.detect import detect_hardware, resolve_precision
-    from tunedeck.core.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
-    from tunedeck.core.models.templates import TEMPLATES
 
     hf_logging.disable_progress_bar()
     hardware = detect_hardware()
@@ -141,8 +144,6 @@ def generate_answers(model: Any, tokenizer: Any, rows: list[HeldOutRow], max_new
     """Greedy answers to each row's prompt through the chat template, left-padded in batches."""
     import torch
 
-    from tunedeck.core.models.generate import stop_token_ids
-
     stops = stop_token_ids(tokenizer)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -163,17 +164,6 @@ def generate_answers(model: Any, tokenizer: Any, rows: list[HeldOutRow], max_new
     return answers
 
 
-def score_side(rows: list[HeldOutRow], losses: list[tuple[float, int]], answers: list[str],
-               tolerance: float) -> dict[str, Any]:
-    """Per-row scores and the summary of one model: eval loss and perplexity first, then the text metrics."""
-    scores = [score_row(row.reference, answer, tolerance) for row, answer in zip(rows, answers, strict=True)]
-    nll, tokens = sum(n for n, _ in losses), sum(t for _, t in losses)
-    loss = nll / tokens if tokens else None
-    summary = {
-        "eval_loss": round(loss, 5) if loss is not None else None,
-        "perplexity": round(math.exp(min(loss, 50.0)), 4) if loss is not None else None,
-        "tokens": tokens,
-        **summarize([r.reference for r in rows], answers, scores, tolerance),
-    }
-    row_losses = [round(n / t, 5) if t else None for n, t in losses]
-    return {"answers": answers, "scores": scores, "losses": row_losses, "summary": summary}
+def row_losses(losses: list[tuple[float, int]]) -> list[float | None]:
+    """Each row's mean answer-token loss, as predictions.jsonl shows it."""
+    return [round(n / t, 5) if t else None for n, t in losses]

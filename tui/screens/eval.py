@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from tunedeck.core.evaluate.job import start_eval
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
-from tunedeck.core.evaluate.table import metric_rows, verdict
+from tunedeck.core.evaluate.table import HEADER, metric_rows, provenance, task_line, verdict
 from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import Error, EvalFinished, EvalProgress, EvalStarted, Log
 from tunedeck.core.stream.tail import EventTail
@@ -67,13 +67,15 @@ class EvalScreen(Screen[None]):
         yield Static(f"Evaluate {self.run_dir.name}", id="eval-title")
         yield ProgressBar(total=None, id="eval-bar", show_eta=False)
         yield Static("", id="eval-status")
+        yield Static("", id="eval-task")
         yield DataTable(id="eval-metrics", cursor_type="none")
         yield Static("", id="eval-verdict")
+        yield Static("", id="eval-provenance")
         yield DataTable(id="eval-predictions", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#eval-metrics", DataTable).add_columns("metric", "fine-tuned", "base")
+        self.query_one("#eval-metrics", DataTable).add_columns(*HEADER)
         self.query_one("#eval-predictions", DataTable).add_columns("prompt", "reference", "fine-tuned", "base")
         self.set_interval(POLL_S, self.poll_events)
         self.action_start()
@@ -88,7 +90,8 @@ class EvalScreen(Screen[None]):
         self.finished = None
         for table in ("#eval-metrics", "#eval-predictions"):
             self.query_one(table, DataTable).clear()
-        self.query_one("#eval-verdict", Static).update("")
+        for text in ("#eval-task", "#eval-verdict", "#eval-provenance"):
+            self.query_one(text, Static).update("")
         self.query_one("#eval-bar", ProgressBar).update(total=None, progress=0)
         if self.eval_layout.running():  # started earlier (from here or `tunedeck eval`): follow it
             self.status("an evaluation of this run is running: following it")
@@ -169,7 +172,9 @@ class EvalScreen(Screen[None]):
         table = self.query_one("#eval-metrics", DataTable)
         for row in metric_rows(metrics):
             table.add_row(*row)
+        self.query_one("#eval-task", Static).update(task_line(metrics) or "")
         self.query_one("#eval-verdict", Static).update(verdict(metrics) or "")
+        self.query_one("#eval-provenance", Static).update("\n".join(provenance(metrics)))
         predictions = self.query_one("#eval-predictions", DataTable)
         for line in lines[:SHOWN_PREDICTIONS]:
             record = json.loads(line)

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 # Modules under tunedeck.core.cli.commands, in the order `tunedeck --help` lists them.
-COMMAND_MODULES = ("train", "runs", "data", "export", "chat", "eval", "estimate", "doctor", "presets")
+COMMAND_MODULES = ("train", "runs", "data", "export", "chat", "eval", "eval_compare", "estimate", "doctor",
+                   "presets")
 
 
 def add_runs_dir(parser: argparse.ArgumentParser) -> None:

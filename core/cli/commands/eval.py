@@ -1,4 +1,4 @@
-"""`tunedeck eval RUN`: score a run on held-out rows (loss, predictions, BLEU/ROUGE/JSON), in the foreground."""
+"""`tunedeck eval RUN`: score a run on held-out rows (loss, predictions, chrF/ROUGE/BLEU/JSON), in the foreground."""
 
 from __future__ import annotations
 
@@ -10,19 +10,24 @@ import threading
 from tunedeck.core.cli.commands import add_runs_dir
 from tunedeck.core.cli.printers import EvalPrinter
 from tunedeck.core.errors import ConfigError
+from tunedeck.core.evaluate.compat import NAME as LLAMAFACTORY
 from tunedeck.core.evaluate.job import execute, prepare
 from tunedeck.core.evaluate.layout import EvalRequest
-from tunedeck.core.evaluate.table import format_table, verdict
+from tunedeck.core.evaluate.table import format_table, provenance, verdict
 from tunedeck.core.jobs.runs import find_run
+
+COMPAT = (LLAMAFACTORY,)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
-        "eval", help="evaluate a run on held-out rows: eval loss, predictions, BLEU/ROUGE, JSON checks",
+        "eval", help="evaluate a run on held-out rows: eval loss, predictions, chrF/ROUGE/BLEU, JSON checks",
         description="Compute eval loss and perplexity on the run's held-out rows (its validation file or split, "
                     "or --data), answer each prompt greedily, and score the answers against the references: "
-                    "BLEU-4, ROUGE-1/2/L (Chinese segmented into words), exact match, JSON validity and per-field "
-                    "agreement. Writes RUN/eval/predictions.jsonl, predictions.csv and metrics.json.")
+                    "sacrebleu BLEU and chrF (tok:13a, or tok:zh for Chinese; signatures printed), rouge-score "
+                    "ROUGE-1/2/L/Lsum (Chinese cut into words by jieba), exact match, JSON validity and per-field "
+                    "agreement, led by what suits the answers. With --compare-base, paired bootstrap 95%% intervals "
+                    "of every difference. Writes RUN/eval/predictions.jsonl, predictions.csv and metrics.json.")
     evaluate.add_argument("run_id", help="the run to evaluate (see `tunedeck runs`)")
     evaluate.add_argument("--data", metavar="FILE", help="held-out rows in the run's data format "
                           "(default: the run's validation file or split)")
@@ -34,6 +39,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--checkpoint", default="best", help="best (default), last, or a checkpoint's step")
     evaluate.add_argument("--tolerance", type=float, default=1.0,
                           help="numeric JSON fields agree within +-this (default 1)")
+    evaluate.add_argument("--compat", choices=COMPAT,
+                          help="also score as LLaMA-Factory's predict stage does (predict_bleu-4, predict_rouge-*)")
     evaluate.add_argument("--json", action="store_true", help="print metrics.json instead of a table")
     add_runs_dir(evaluate)
     evaluate.set_defaults(func=eval_command)
@@ -47,7 +54,7 @@ def eval_command(args: argparse.Namespace, open_app=None) -> int:
     run = find_run(args.runs_dir, args.run_id)
     request = EvalRequest(data=args.data, compare_base=args.compare_base, max_rows=args.max_rows,
                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                          checkpoint=args.checkpoint, tolerance=args.tolerance)
+                          checkpoint=args.checkpoint, tolerance=args.tolerance, compat=args.compat)
     layout = prepare(run, request)
     printer = EvalPrinter(sys.stderr)
     finished = execute(run, request, threading.Event(), on_event=printer.handle)
@@ -64,5 +71,7 @@ def eval_command(args: argparse.Namespace, open_app=None) -> int:
     said = verdict(metrics)
     if said:
         print(said)
+    for line in provenance(metrics):
+        print(line)
     print(f"predictions: {layout.predictions_jsonl} (and .csv); metrics: {layout.metrics}")
     return 0
