@@ -48,7 +48,7 @@ async def test_chat_pane_streams_compares_side_by_side_and_shows_the_json_badge(
         assert await wait_for(pilot, lambda: answers(screen, "A")[0].done is not None, timeout_s=60)
         first = answers(screen, "A")[0]
         assert first.pieces > 1  # the answer arrived piece by piece before it finished: streamed
-        assert first.done["tokens"] > 1 and first.text.strip()[:20] in screen_text(app)
+        assert first.done.tokens > 1 and first.text.strip()[:20] in screen_text(app)
         assert "tok/s" in screen_text(app)
         screen.settings.max_new_tokens = 24
 
@@ -60,7 +60,7 @@ async def test_chat_pane_streams_compares_side_by_side_and_shows_the_json_badge(
         assert await wait_for(pilot, lambda: answers(screen, "B") and answers(screen, "B")[-1].done
                               and answers(screen, "A")[-1].done, timeout_s=90)
         tuned, base = answers(screen, "A")[-1], answers(screen, "B")[-1]
-        assert tuned.done["adapter"] is True and base.done["adapter"] is False
+        assert tuned.done.adapter is True and base.done.adapter is False
         assert tuned.text != base.text  # one worker, adapter on and off
         text = screen_text(app)
         assert "A: fine-tuned" in text and "B: base" in text
@@ -70,7 +70,7 @@ async def test_chat_pane_streams_compares_side_by_side_and_shows_the_json_badge(
         await type_and_send(pilot, "Score it")
         assert await wait_for(pilot, lambda: answers(screen, "A")[-1].done and answers(screen, "B")[-1].done,
                               timeout_s=90)
-        assert answers(screen, "A")[-1].done["json_valid"] is False
+        assert answers(screen, "A")[-1].done.json_valid is False
         ok = await wait_for(pilot, lambda: screen_text(app).count("JSON invalid") == 2)  # one badge per answer
         assert ok, screen_text(app)
 
@@ -106,7 +106,7 @@ async def test_the_prompt_library_saves_and_replays_a_prompt(chat_run: Path):
         await pilot.press("enter")  # replay it
         assert await wait_for(pilot, lambda: answers(screen, "A") and answers(screen, "A")[-1].done, timeout_s=120)
         replayed = answers(screen, "A")[-1]
-        assert replayed.prompt == "Rate this from 0 to 10" and replayed.done["json_valid"] is False
+        assert replayed.prompt == "Rate this from 0 to 10" and replayed.done.json_valid is False
         assert screen.sides["A"].history == []  # a replayed prompt stands alone
 
         await pilot.press("m")  # pick side A's model: the run's list (fine-tuned, base, checkpoints, exports)

@@ -9,6 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
+from tunedeck.core.chat.protocol import Done, ErrorReply
+
 FINISH_NOTES = {"length": "cut at max new tokens", "cancelled": "stopped"}
 
 
@@ -21,17 +23,17 @@ def json_badge(valid: bool | None, error: str | None, constrained: bool) -> Text
     return Text(f" JSON invalid: {error} ", style="bold white on red")
 
 
-def answer_meta(done: dict[str, Any]) -> Text:
+def answer_meta(done: Done) -> Text:
     """The line under an answer: its badge, tokens, tokens/s, time to first token and how it ended."""
-    meta = json_badge(done.get("json_valid"), done.get("json_error"), bool(done.get("constrained")))
+    meta = json_badge(done.json_valid, done.json_error, done.constrained)
     if meta.plain:
         meta.append("  ")
-    rate = done.get("tokens_per_s")
-    parts = [f"{done.get('tokens', 0)} tokens", f"{rate:.1f} tok/s" if rate else "- tok/s"]
-    if done.get("first_token_s") is not None:
-        parts.append(f"first token {done['first_token_s']:.2f}s")
-    if done.get("finish") in FINISH_NOTES:
-        parts.append(FINISH_NOTES[done["finish"]])
+    rate = done.tokens_per_s
+    parts = [f"{done.tokens} tokens", f"{rate:.1f} tok/s" if rate else "- tok/s"]
+    if done.first_token_s is not None:
+        parts.append(f"first token {done.first_token_s:.2f}s")
+    if done.finish in FINISH_NOTES:
+        parts.append(FINISH_NOTES[done.finish])
     meta.append(" · ".join(parts), style="dim")
     return meta
 
@@ -53,7 +55,7 @@ class ChatTurn(Vertical):
         self.text = ""
         self.dirty = False
         self.pieces = 0  # streamed pieces received before the answer finished
-        self.done: dict[str, Any] | None = None
+        self.done: Done | ErrorReply | None = None  # how the answer ended: finished, or failed
         self.settings: dict[str, Any] = {}  # what it was asked with, for the conversation log
 
     def compose(self) -> ComposeResult:
@@ -74,15 +76,15 @@ class ChatTurn(Vertical):
         self.query_one(".turn-answer", Static).update(Text(self.text))
         return True
 
-    def finish(self, done: dict[str, Any]) -> None:
+    def finish(self, done: Done) -> None:
         self.done = done
-        self.text = done.get("text", self.text)
+        self.text = done.text
         self.dirty = True
         self.flush()
         self.query_one(".turn-meta", Static).update(answer_meta(done))
 
     def fail(self, message: str) -> None:
-        self.done = {"error": message}
+        self.done = ErrorReply(id=self.request_id, message=message)
         self.query_one(".turn-answer", Static).update(Text(self.text or "(no answer)", style="dim"))
         self.query_one(".turn-meta", Static).update(Text(f" error: {message} ", style="bold white on red"))
 
@@ -122,7 +124,7 @@ class ChatPane(Vertical):
         scroll.scroll_end(animate=False)
         return turn
 
-    def finish(self, turn: ChatTurn, done: dict[str, Any]) -> None:
+    def finish(self, turn: ChatTurn, done: Done) -> None:
         """Show a finished answer with its badge line, scrolled into view."""
         turn.finish(done)
         self.query_one(VerticalScroll).scroll_end(animate=False)
