@@ -13,9 +13,9 @@ from textual.widgets import DataTable, Footer, Header, Static
 from tunedeck.core.inspect.messages import InspectError, InspectMessage, Progress, RawRow, ReportReady, RowPreview
 from tunedeck.core.inspect.report import Finding, InspectReport
 from tunedeck.tui.inspector import CommandFactory, InspectorProcess, InspectRequest, worker_command
+from tunedeck.tui.styles import SEVERITY_STYLE
 from tunedeck.tui.widgets.length_histogram import LengthHistogram
 
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 TRAINED, MASKED, PAST_CUTOFF = "bold green", "dim", "strike red"
 
 

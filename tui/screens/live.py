@@ -20,7 +20,7 @@ from tunedeck.core.jobs.runs import RunDir, stop_worker
 from tunedeck.core.stream.history import RunHistory
 from tunedeck.core.stream.tail import LogTail, RunWatcher
 from tunedeck.tui.screens.confirm import ConfirmScreen
-from tunedeck.tui.screens.runs import STATUS_STYLE
+from tunedeck.tui.styles import run_status
 from tunedeck.tui.widgets.curves import CURVE_MODES, LearningRatePlot, LossPlot
 from tunedeck.tui.widgets.gpu_panel import GpuPanel, HostPanel
 
@@ -151,7 +151,7 @@ class LiveScreen(Screen[None]):
         state = self.run.effective_status()
         status = self.run.read_status()
         title = Text(f"{self.run.run_id}  ")
-        title.append(f"● {state}", style=STATUS_STYLE.get(state, ""))
+        title.append_text(run_status(state, "● "))
         title.append(f"   preset {status.get('preset') or '-'} · {status.get('base_model', '')}", style="dim")
         self.query_one("#live-title", Static).update(title)
         self._show_progress(history, state)

@@ -15,11 +15,10 @@ from textual.widgets import DataTable, Footer, Header, Static
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.jobs.runs import RunDir, delete_run, find_run, list_runs, stop_worker
 from tunedeck.tui.screens.confirm import ConfirmScreen
+from tunedeck.tui.styles import run_status
 
 REFRESH_S = 2.0
 COLUMNS = ("run", "status", "progress", "loss", "best eval", "base model", "preset", "started")
-STATUS_STYLE = {"running": "bold green", "starting": "green", "created": "cyan", "completed": "bold blue",
-                "failed": "bold red", "stopped": "yellow"}
 
 
 def run_row(run: RunDir) -> list[str | Text]:
@@ -31,7 +30,7 @@ def run_row(run: RunDir) -> list[str | Text]:
     loss, best = status.get("loss"), status.get("best_eval_loss")
     started = status.get("started_at") or status.get("created_at")
     return [
-        run.run_id, Text(state, style=STATUS_STYLE.get(state, "")), progress,
+        run.run_id, run_status(state), progress,
         f"{loss:.4f}" if loss is not None else "-", f"{best:.4f}" if best is not None else "-",
         str(status.get("base_model", "")), str(status.get("preset") or "-"),
         time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "-",
