@@ -28,7 +28,7 @@ from tunedeck.tui.screens.data import MASKED, PAST_CUTOFF, TRAINED, DataScreen
 from tunedeck.tui.screens.new_run import NewRunScreen
 from tunedeck.tui.widgets.length_histogram import LengthHistogram
 
-from .tui_support import screen_text, wait_for
+from .tui_support import Posted, make_services, screen_text, wait_for
 
 CUTOFF = 128
 ROWS = [
@@ -136,7 +136,8 @@ async def test_open_a_file_see_the_counts_and_jump_from_a_finding_to_its_row(tmp
         assert styles_of(app, TRAINED).startswith("Goodbye!")
 
         await pilot.press("f")  # filter: the first kind only
-        assert table.row_count == 1 and "schema" in str(table.get_row_at(0)[0])
+        assert await wait_for(pilot, lambda: table.row_count == 1)
+        assert "schema" in str(table.get_row_at(0)[0])
         footer = screen_text(app)
         for key in ("Jump to row", "Filter kind", "Accept dataset", "Next pane", "Back"):
             assert key in footer
@@ -145,9 +146,10 @@ async def test_open_a_file_see_the_counts_and_jump_from_a_finding_to_its_row(tmp
 
 
 async def test_the_new_run_screen_opens_the_inspection_and_takes_the_answer(tmp_path, dataset, transcript):
-    app = TunedeckApp(runs_root=tmp_path, inspect_command=replay(transcript))
+    app = TunedeckApp(services=make_services(tmp_path, inspect_command=replay(transcript)))
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("n")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
         app.screen.query_one("#dataset", Input).value = str(dataset)
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: isinstance(app.screen, DataScreen) and app.screen.report is not None)
@@ -168,11 +170,12 @@ async def test_a_dying_worker_is_a_readable_notification(tmp_path, dataset):
         return [sys.executable, "-c", "import sys; sys.stderr.write('cannot load the tokenizer: gone\\n'); sys.exit(3)"]
 
     app = TunedeckApp(runs_root=tmp_path)
-    async with app.run_test(size=(160, 50)) as pilot:
+    posted = Posted()
+    async with app.run_test(size=(160, 50), message_hook=posted) as pilot:
         await pilot.pause()
         app.push_screen(DataScreen(InspectRequest(str(dataset)), dies))
-        assert await wait_for(pilot, lambda: any("exit 3" in n.message for n in app._notifications))
-        [note] = [n for n in app._notifications if "exit 3" in n.message]
+        assert await wait_for(pilot, lambda: posted.said("exit 3"))
+        [note] = [n for n in posted.notes if "exit 3" in n.message]
         assert "cannot load the tokenizer: gone" in note.message and note.severity == "error"
         assert "✗" in str(app.screen.query_one("#data-status", Static).content)
 
