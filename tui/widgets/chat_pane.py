@@ -63,14 +63,17 @@ class ChatTurn(Vertical):
         yield Static(Text("…", style="dim"), classes="turn-answer")
         yield Static("", classes="turn-meta")
 
+    def on_mount(self) -> None:
+        self.show()  # a quick answer may have come before the turn was on screen
+
     def append(self, text: str) -> None:
         self.text += text
         self.pieces += 1
         self.dirty = True
 
     def flush(self) -> bool:
-        """Show the text streamed since the last flush; False when nothing changed."""
-        if not self.dirty:
+        """Show the text streamed since the last flush; False when nothing changed (or nothing is on screen yet)."""
+        if not self.dirty or not self.query(".turn-answer"):
             return False
         self.dirty = False
         self.query_one(".turn-answer", Static).update(Text(self.text))
@@ -80,13 +83,25 @@ class ChatTurn(Vertical):
         self.done = done
         self.text = done.text
         self.dirty = True
-        self.flush()
-        self.query_one(".turn-meta", Static).update(answer_meta(done))
+        self.show()
 
     def fail(self, message: str) -> None:
         self.done = ErrorReply(id=self.request_id, message=message)
-        self.query_one(".turn-answer", Static).update(Text(self.text or "(no answer)", style="dim"))
-        self.query_one(".turn-meta", Static).update(Text(f" error: {message} ", style="bold white on red"))
+        self.show()
+
+    def show(self) -> None:
+        """The answer and the line under it as they stand (once the turn's widgets exist)."""
+        if not self.query(".turn-meta"):
+            return
+        if isinstance(self.done, ErrorReply):
+            self.dirty = False
+            self.query_one(".turn-answer", Static).update(Text(self.text or "(no answer)", style="dim"))
+            badge = Text(f" error: {self.done.message} ", style="bold white on red")
+            self.query_one(".turn-meta", Static).update(badge)
+            return
+        self.flush()
+        if self.done is not None:
+            self.query_one(".turn-meta", Static).update(answer_meta(self.done))
 
 
 class ChatPane(Vertical):
