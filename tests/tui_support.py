@@ -20,21 +20,24 @@ from tunedeck.tui.services import Services
 
 M = TypeVar("M", bound=Message)
 CELL_WIDTH = 12.2  # the width of one terminal cell in Textual's SVG screenshots
-SVG_TEXT = re.compile(r'<text [^>]*?x="([\d.]+)"[^>]*?clip-path="url\(#[\w-]+-line-(\d+)\)">(.*?)</text>', re.S)
+SVG_TEXT = re.compile(r'<text [^>]*? x="([\d.]+)"[^>]*? clip-path="url\(#[\w-]+-line-(\d+)\)">([^<]*)</text>')
 
 
 def screen_text(app) -> str:
     """The screen as a terminal shows it, in plain text: the rows of the app's own SVG screenshot."""
-    rows: dict[int, dict[int, str]] = defaultdict(dict)
+    rows: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for x, line, content in SVG_TEXT.findall(app.export_screenshot(simplify=True)):
-        rows[int(line)][round(float(x) / CELL_WIDTH)] = html.unescape(content.replace("&#160;", " ")).replace("\n", "")
+        if "&" in content:
+            content = html.unescape(content.replace("&#160;", " "))
+        rows[int(line)].append((round(float(x) / CELL_WIDTH), content.rstrip("\n")))
     width, height = app.size
     lines = []
     for y in range(height):
-        text = ""
-        for column, piece in sorted(rows[y].items()):
-            text += " " * max(0, column - cell_len(text)) + piece
-        lines.append(set_cell_size(text, width).rstrip())  # what lies past the edge is clipped, not shown
+        parts, at = [], 0
+        for column, piece in sorted(rows[y]):
+            parts.append(" " * max(0, column - at) + piece)
+            at = max(at, column) + cell_len(piece)
+        lines.append(set_cell_size("".join(parts), width).rstrip())  # what lies past the edge is clipped
     return "\n".join(lines)
 
 
