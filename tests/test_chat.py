@@ -10,8 +10,21 @@ from pathlib import Path
 import pytest
 
 from tests.chat_helpers import WorkerProcess, make_chat_run
-from tunedeck.core.chat.protocol import Settings, check_json, generate_request, parse_request, with_system
-from tunedeck.core.chat.resolve import resolve_chat_model
+from tunedeck.core.chat.protocol import (
+    Bye,
+    Done,
+    ErrorReply,
+    Pong,
+    Ready,
+    Settings,
+    Token,
+    check_json,
+    generate_request,
+    parse_chat_reply,
+    parse_request,
+    with_system,
+)
+from tunedeck.core.chat.resolve import ChatModel, resolve_chat_model
 from tunedeck.core.chat.stream import StopText
 from tunedeck.core.errors import ModelError, RunError
 
@@ -61,6 +74,31 @@ def test_json_check_names_where_parsing_failed():
     assert check_json("") == (False, "empty answer")
     valid, error = check_json('{"score": 7')
     assert not valid and "line 1 column" in error
+
+
+def test_replies_are_typed_and_written_as_the_documented_json_lines():
+    done = Done(id="1", text='{"a": 1}', tokens=3, seconds=0.5, first_token_s=0.1, tokens_per_s=6.0, finish="stop",
+                json_valid=True, json_error=None, adapter=False, model="run-1 (base)", constrained=True)
+    wire = json.loads(done.line())
+    assert wire == {"v": 1, "type": "done", "id": "1", "text": '{"a": 1}', "tokens": 3, "seconds": 0.5,
+                    "first_token_s": 0.1, "tokens_per_s": 6.0, "finish": "stop", "json_valid": True,
+                    "json_error": None, "adapter": False, "model": "run-1 (base)", "constrained": True}
+    assert parse_chat_reply(wire) == done
+    model = ChatModel("adapter", "/models/base", "run-1", adapter="/runs/run-1/adapter", run="/runs/run-1")
+    ready = json.loads(Ready(model).line())
+    assert ready == {"v": 1, "type": "ready", "model": model.to_dict()} and ready["model"]["has_base"] is True
+    assert parse_chat_reply(ready) == Ready(model)
+    assert json.loads(Token(id="1", text="I").line()) == {"v": 1, "type": "token", "id": "1", "text": "I"}
+    assert json.loads(ErrorReply(id="e1", message="bad").line()) == {"v": 1, "type": "error", "id": "e1",
+                                                                     "message": "bad"}  # fatal only when it is
+    fatal = {"v": 1, "type": "error", "id": None, "fatal": True, "message": "cannot load"}
+    assert json.loads(ErrorReply(id=None, message="cannot load", fatal=True).line()) == fatal
+    assert parse_chat_reply(fatal) == ErrorReply(id=None, message="cannot load", fatal=True)
+    assert json.loads(Bye().line()) == {"v": 1, "type": "bye"} and parse_chat_reply({"type": "bye"}) == Bye()
+    assert parse_chat_reply({"v": 1, "type": "pong", "id": "p"}) == Pong(id="p")
+    assert parse_chat_reply({"v": 2, "type": "thinking", "text": "..."}) is None  # the protocol may grow
+    with pytest.raises(ValueError, match="malformed done"):
+        parse_chat_reply({"type": "done", "text": "no id"})
 
 
 @pytest.fixture(scope="module")

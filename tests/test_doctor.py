@@ -168,14 +168,15 @@ async def test_a_doctor_that_cannot_run_is_a_notification(tmp_path: Path):
 
     from tunedeck.tui.screens.doctor import DoctorScreen
 
-    from .tui_support import wait_for
+    from .tui_support import Posted, wait_for
 
     failing = [sys.executable, "-c", "import sys; sys.exit('torch is broken here')"]
     app = App()
-    async with app.run_test() as pilot:
+    posted = Posted()
+    async with app.run_test(message_hook=posted) as pilot:
         app.push_screen(DoctorScreen(tmp_path, command=failing))
-        assert await wait_for(pilot, lambda: any("torch is broken here" in n.message for n in app._notifications),
-                              timeout_s=30)
+        assert await wait_for(pilot, lambda: posted.said("torch is broken here"), timeout_s=30)
+        assert posted.notes[-1].severity == "error"
 
 
 

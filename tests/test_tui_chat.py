@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.chat_helpers import make_chat_run
-from tests.tui_support import screen_text, wait_for
+from tests.tui_support import Posted, screen_text, wait_for
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.chat import ChatScreen
+from tunedeck.tui.screens.chat_dialogs import ModelPicker, PromptLibraryScreen, SettingsScreen
+from tunedeck.tui.screens.runs import RunsScreen
 from tunedeck.tui.widgets.chat_pane import ChatPane
 
 pytestmark = pytest.mark.slow
@@ -48,7 +50,7 @@ async def test_chat_pane_streams_compares_side_by_side_and_shows_the_json_badge(
         assert await wait_for(pilot, lambda: answers(screen, "A")[0].done is not None, timeout_s=60)
         first = answers(screen, "A")[0]
         assert first.pieces > 1  # the answer arrived piece by piece before it finished: streamed
-        assert first.done["tokens"] > 1 and first.text.strip()[:20] in screen_text(app)
+        assert first.done.tokens > 1 and first.text.strip()[:20] in screen_text(app)
         assert "tok/s" in screen_text(app)
         screen.settings.max_new_tokens = 24
 
@@ -60,7 +62,7 @@ async def test_chat_pane_streams_compares_side_by_side_and_shows_the_json_badge(
         assert await wait_for(pilot, lambda: answers(screen, "B") and answers(screen, "B")[-1].done
                               and answers(screen, "A")[-1].done, timeout_s=90)
         tuned, base = answers(screen, "A")[-1], answers(screen, "B")[-1]
-        assert tuned.done["adapter"] is True and base.done["adapter"] is False
+        assert tuned.done.adapter is True and base.done.adapter is False
         assert tuned.text != base.text  # one worker, adapter on and off
         text = screen_text(app)
         assert "A: fine-tuned" in text and "B: base" in text
@@ -70,7 +72,7 @@ async def test_chat_pane_streams_compares_side_by_side_and_shows_the_json_badge(
         await type_and_send(pilot, "Score it")
         assert await wait_for(pilot, lambda: answers(screen, "A")[-1].done and answers(screen, "B")[-1].done,
                               timeout_s=90)
-        assert answers(screen, "A")[-1].done["json_valid"] is False
+        assert answers(screen, "A")[-1].done.json_valid is False
         ok = await wait_for(pilot, lambda: screen_text(app).count("JSON invalid") == 2)  # one badge per answer
         assert ok, screen_text(app)
 
@@ -88,33 +90,33 @@ async def test_the_prompt_library_saves_and_replays_a_prompt(chat_run: Path):
     app = TunedeckApp(runs_root=chat_run.parent)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
-        app.open_chat(chat_run.name)
-        await pilot.pause()
+        app.screen.post_message(RunsScreen.OpenChat(chat_run.name))  # as `c` on the runs list asks for it
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen))
         screen: ChatScreen = app.screen
         screen.settings.max_new_tokens = 8
         await pilot.press(*"Rate this from 0 to 10")
         await pilot.press("escape", "j", "p")  # JSON mode on, then the library
-        await pilot.pause()
+        assert await wait_for(pilot, lambda: isinstance(app.screen, PromptLibraryScreen))
         await pilot.press("s")  # save the prompt being typed, with JSON mode
         saved = json.loads((chat_run / "eval" / "prompts.json").read_text())
         assert saved[-1]["prompt"] == "Rate this from 0 to 10" and saved[-1]["json_mode"] is True
         await pilot.press("escape", "j")  # JSON mode off again; the saved prompt keeps its own
         assert "JSON mode off" in screen_text(app)
         await pilot.press("p")
-        await pilot.pause()
+        assert await wait_for(pilot, lambda: isinstance(app.screen, PromptLibraryScreen))
         assert "Rate this from 0 to 10" in screen_text(app)
         await pilot.press("enter")  # replay it
         assert await wait_for(pilot, lambda: answers(screen, "A") and answers(screen, "A")[-1].done, timeout_s=120)
         replayed = answers(screen, "A")[-1]
-        assert replayed.prompt == "Rate this from 0 to 10" and replayed.done["json_valid"] is False
+        assert replayed.prompt == "Rate this from 0 to 10" and replayed.done.json_valid is False
         assert screen.sides["A"].history == []  # a replayed prompt stands alone
 
         await pilot.press("m")  # pick side A's model: the run's list (fine-tuned, base, checkpoints, exports)
-        await pilot.pause()
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ModelPicker))
         assert "fine-tuned" in screen_text(app) and "base" in screen_text(app)
         await pilot.press("down", "enter")
-        await pilot.pause()
-        assert screen.sides["A"].choice.label == "base" and "A: base" in screen_text(app)
+        assert await wait_for(pilot, lambda: screen.sides["A"].choice.label == "base")
+        assert "A: base" in screen_text(app)
         assert len(screen.clients) == 1  # the same worker answers with its adapter off
 
 
@@ -142,14 +144,15 @@ async def test_a_model_that_does_not_load_fails_the_waiting_prompt_with_a_readab
             self.push_screen(ChatScreen(ChatTarget(str(tmp_path / "gone.gguf")), spawn_worker))
 
     app = Host()
-    async with app.run_test(size=(140, 36)) as pilot:
+    posted = Posted()
+    async with app.run_test(size=(140, 36), message_hook=posted) as pilot:
         await pilot.pause()
         await pilot.press(*"hello", "enter")
         screen = app.screen
         assert await wait_for(pilot, lambda: answers(screen, "A")[0].done is not None, timeout_s=60)
         assert "the model did not load" in screen_text(app)
         assert "could not load the model" in screen_text(app)
-        assert any("not a run, a model folder or a .gguf file" in n.message for n in app._notifications)
+        assert posted.said("not a run, a model folder or a .gguf file")
 
 
 async def test_the_settings_dialog_refuses_bad_values_and_applies_good_ones(tmp_path: Path):
@@ -163,19 +166,19 @@ async def test_the_settings_dialog_refuses_bad_values_and_applies_good_ones(tmp_
             self.push_screen(ChatScreen(ChatTarget(str(tmp_path / "gone.gguf")), spawn_worker))
 
     app = Host()
-    async with app.run_test(size=(140, 44)) as pilot:
+    posted = Posted()
+    async with app.run_test(size=(140, 44), message_hook=posted) as pilot:
         await pilot.pause()
         chat = app.screen
         await pilot.press("escape", "o")
-        await pilot.pause()
+        assert await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
         app.screen.query_one("#set-max_new_tokens", Input).value = "many"
         app.screen.query_one("#set-stop", Input).value = "###|END"
         app.screen.query_one("#set-max_new_tokens", Input).focus()
         await pilot.press("enter")
-        await pilot.pause()
-        assert any("max_new_tokens must be a whole number" in n.message for n in app._notifications)
+        assert await wait_for(pilot, lambda: posted.said("max_new_tokens must be a whole number"))
         app.screen.query_one("#set-max_new_tokens", Input).value = "32"
         await pilot.press("enter")
-        await pilot.pause()
-        assert app.screen is chat and chat.settings.max_new_tokens == 32 and chat.settings.stop == ["###", "END"]
+        assert await wait_for(pilot, lambda: app.screen is chat)
+        assert chat.settings.max_new_tokens == 32 and chat.settings.stop == ["###", "END"]
         assert "max 32 tokens" in screen_text(app) and "stop: ### | END" in screen_text(app)

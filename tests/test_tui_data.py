@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Input, Static
 
 from tunedeck.core.config import DataConfig
 from tunedeck.core.data.tokenize import encode_conversation
+from tunedeck.core.inspect.messages import InspectError, Progress, RawRow, ReportReady, RowPreview, parse_inspect_reply
 from tunedeck.core.inspect.report import Finding, InspectReport, LengthStats
 from tunedeck.core.inspect.service import answer_row, load_rows, row_segments
 from tunedeck.tui.app import TunedeckApp
@@ -27,7 +28,7 @@ from tunedeck.tui.screens.data import MASKED, PAST_CUTOFF, TRAINED, DataScreen
 from tunedeck.tui.screens.new_run import NewRunScreen
 from tunedeck.tui.widgets.length_histogram import LengthHistogram
 
-from .tui_support import screen_text, wait_for
+from .tui_support import Posted, make_services, screen_text, wait_for
 
 CUTOFF = 128
 ROWS = [
@@ -61,7 +62,7 @@ def transcript(dataset: Path, tokenizer) -> Path:
     report = InspectReport(str(dataset), "alpaca", 6, 5, "auto", lengths, findings, {"user": 5, "assistant": 5})
     lines = [{"type": "progress", "phase": "measuring", "done": 3, "total": 5},
              {"type": "report", "report": report.to_json(), "lengths": lengths.lengths, "trained": lengths.trained}]
-    answers = {str(r): answer_row(rows, r, tokenizer, CUTOFF) for r in range(len(ROWS))}
+    answers = {str(r): answer_row(rows, r, tokenizer, CUTOFF).to_json() for r in range(len(ROWS))}
     path = dataset.with_name("transcript.json")
     path.write_text(json.dumps({"lines": lines, "rows": answers}), encoding="utf-8")
     return path
@@ -135,7 +136,8 @@ async def test_open_a_file_see_the_counts_and_jump_from_a_finding_to_its_row(tmp
         assert styles_of(app, TRAINED).startswith("Goodbye!")
 
         await pilot.press("f")  # filter: the first kind only
-        assert table.row_count == 1 and "schema" in str(table.get_row_at(0)[0])
+        assert await wait_for(pilot, lambda: table.row_count == 1)
+        assert "schema" in str(table.get_row_at(0)[0])
         footer = screen_text(app)
         for key in ("Jump to row", "Filter kind", "Accept dataset", "Next pane", "Back"):
             assert key in footer
@@ -144,9 +146,10 @@ async def test_open_a_file_see_the_counts_and_jump_from_a_finding_to_its_row(tmp
 
 
 async def test_the_new_run_screen_opens_the_inspection_and_takes_the_answer(tmp_path, dataset, transcript):
-    app = TunedeckApp(runs_root=tmp_path, inspect_command=replay(transcript))
+    app = TunedeckApp(services=make_services(tmp_path, inspect_command=replay(transcript)))
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("n")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
         app.screen.query_one("#dataset", Input).value = str(dataset)
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: isinstance(app.screen, DataScreen) and app.screen.report is not None)
@@ -167,11 +170,12 @@ async def test_a_dying_worker_is_a_readable_notification(tmp_path, dataset):
         return [sys.executable, "-c", "import sys; sys.stderr.write('cannot load the tokenizer: gone\\n'); sys.exit(3)"]
 
     app = TunedeckApp(runs_root=tmp_path)
-    async with app.run_test(size=(160, 50)) as pilot:
+    posted = Posted()
+    async with app.run_test(size=(160, 50), message_hook=posted) as pilot:
         await pilot.pause()
         app.push_screen(DataScreen(InspectRequest(str(dataset)), dies))
-        assert await wait_for(pilot, lambda: any("exit 3" in n.message for n in app._notifications))
-        [note] = [n for n in app._notifications if "exit 3" in n.message]
+        assert await wait_for(pilot, lambda: posted.said("exit 3"))
+        [note] = [n for n in posted.notes if "exit 3" in n.message]
         assert "cannot load the tokenizer: gone" in note.message and note.severity == "error"
         assert "✗" in str(app.screen.query_one("#data-status", Static).content)
 
@@ -189,7 +193,26 @@ def test_a_row_preview_is_the_training_tokenization(dataset, tokenizer):
     assert trained.startswith("Once upon a time") and trained.rstrip().endswith("<|im_end|>")
     before_cut = "".join(text for text, _, past in segments if not past)
     assert len(tokenizer(before_cut, add_special_tokens=False)["input_ids"]) == CUTOFF
-    assert answer_row(rows, 3, tokenizer, CUTOFF)["problem"] == "missing column 'output'"
+    assert answer_row(rows, 3, tokenizer, CUTOFF).problem == "missing column 'output'"
+
+
+def test_worker_lines_read_back_typed_and_write_the_same_json(transcript):
+    recorded = json.loads(transcript.read_text(encoding="utf-8"))
+    progress, report = (parse_inspect_reply(line) for line in recorded["lines"])
+    assert progress == Progress("measuring", 3, 5)
+    assert isinstance(report, ReportReady) and (report.report.rows, report.report.samples) == (6, 5)
+    assert [f.kind for f in report.report.findings] == ["duplicate", "schema", "truncated"]
+    assert report.report.lengths.summary() == recorded["lines"][1]["report"]["lengths"]  # rebuilt from the lengths
+    rows = {int(row): parse_inspect_reply(answer) for row, answer in recorded["rows"].items()}
+    assert isinstance(rows[3], RawRow) and rows[3].problem == "missing column 'output'"
+    assert isinstance(rows[4], RowPreview) and rows[4].tokens > CUTOFF and rows[4].segments[0][1] is False
+    for line in [*recorded["lines"], *recorded["rows"].values()]:  # the wire as the worker wrote it
+        assert parse_inspect_reply(line).to_json() == line
+    assert parse_inspect_reply({"type": "error", "message": "gone", "hint": "check data.path"}).fatal
+    assert parse_inspect_reply({"type": "error", "message": "m", "hint": None, "row": 2}) == InspectError("m", None, 2)
+    assert parse_inspect_reply({"type": "histogram"}) is None  # the protocol may grow
+    with pytest.raises(ValueError, match="malformed row"):
+        parse_inspect_reply({"type": "row", "row": 1})
 
 
 def test_the_worker_reports_an_unreadable_dataset_as_one_line(tmp_path):
@@ -215,8 +238,8 @@ async def test_the_real_worker_end_to_end(tmp_path, dataset, builtin_model_dir):
         summary = str(screen.query_one("#data-summary", Static).content)
         assert "samples 5" in summary
         assert screen.query_one(LengthHistogram).plt is not None
-        truncated = [i for i, f in enumerate(screen.findings) if f["kind"] == "truncated"]
-        assert truncated and screen.findings[truncated[0]]["row"] == 4
+        truncated = [i for i, f in enumerate(screen.findings) if f.kind == "truncated"]
+        assert truncated and screen.findings[truncated[0]].row == 4
         table = screen.query_one(DataTable)
         table.move_cursor(row=table.get_row_index(str(truncated[0])))
         await pilot.press("enter")
@@ -240,12 +263,12 @@ async def test_a_markdown_folder_through_the_real_worker(tmp_path):
         screen = app.screen
         assert screen.report is not None, screen.query_one("#data-status", Static).content
         summary = str(screen.query_one("#data-summary", Static).content)
-        assert "format    markdown" in summary and f"samples {screen.report['samples']}" in summary
-        truncated = [i for i, f in enumerate(screen.findings) if f["kind"] == "truncated"]
-        assert truncated and "one.md:" in screen.findings[truncated[0]]["message"]
+        assert "format    markdown" in summary and f"samples {screen.report.samples}" in summary
+        truncated = [i for i, f in enumerate(screen.findings) if f.kind == "truncated"]
+        assert truncated and "one.md:" in screen.findings[truncated[0]].message
         table = screen.query_one(DataTable)
         table.move_cursor(row=table.get_row_index(str(truncated[0])))
-        row = screen.findings[truncated[0]]["row"]
+        row = screen.findings[truncated[0]].row
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: shown(app).startswith(f"row {row} · one.md:"), timeout_s=60)
         assert "task continue" in shown(app) or "task expand" in shown(app)

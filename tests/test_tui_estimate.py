@@ -15,7 +15,7 @@ from tunedeck.tui.screens.config_form import ConfigFormScreen
 from tunedeck.tui.screens.live import LiveScreen
 from tunedeck.tui.widgets.estimate_panel import EstimatePanel
 
-from .tui_support import RecordingLauncher, screen_text, wait_for
+from .tui_support import Posted, RecordingLauncher, make_services, screen_text, wait_for
 
 
 def panel_text(app) -> str:
@@ -24,7 +24,7 @@ def panel_text(app) -> str:
 
 
 async def test_the_form_estimate_follows_the_values(tmp_path: Path):
-    app = TunedeckApp(runs_root=tmp_path, launcher=RecordingLauncher(tmp_path))
+    app = TunedeckApp(services=make_services(tmp_path, launcher=RecordingLauncher(tmp_path)))
     async with app.run_test(size=(200, 50)) as pilot:
         app.push_screen(ConfigFormScreen("mi50-2x"))
         assert await wait_for(pilot, lambda: "total" in panel_text(app))
@@ -64,8 +64,9 @@ def failed_run(root: Path) -> Path:
 async def test_f_relaunches_the_failed_run_with_the_top_fix(tmp_path: Path):
     path = failed_run(tmp_path)
     launcher = RecordingLauncher(tmp_path)
-    app = TunedeckApp(runs_root=tmp_path, attach=path.name, launcher=launcher)
-    async with app.run_test(size=(170, 50)) as pilot:
+    app = TunedeckApp(attach=path.name, services=make_services(tmp_path, launcher=launcher))
+    posted = Posted()
+    async with app.run_test(size=(170, 50), message_hook=posted) as pilot:
         assert await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen) and app.screen.loaded)
         await pilot.pause()
         text = screen_text(app)
@@ -74,6 +75,9 @@ async def test_f_relaunches_the_failed_run_with_the_top_fix(tmp_path: Path):
         assert "press f to relaunch" in text and "Relaunch with fix" in text.splitlines()[-1]
         await pilot.press("f")
         assert await wait_for(pilot, lambda: len(launcher.launched) == 1)
+        [asked] = posted.of(LiveScreen.LaunchRun)  # the live view asked the app, which launched
+        assert (asked.label, asked.preset) == ("cpu-demo-fix", "cpu-demo") and launcher.launched[0][0] is asked.config
+        assert posted.said("starting a new run with train.batch_size=4, train.gradient_accumulation_steps=2")
         config, label, preset = launcher.launched[0]
         assert (config.train.batch_size, config.train.gradient_accumulation_steps) == (4, 2)
         assert config.train.gradient_checkpointing is False  # only the top fix
@@ -87,10 +91,10 @@ async def test_f_without_a_fix_says_so(tmp_path: Path):
     run = create_run(tmp_path, config, "cpu-demo")
     EventWriter(run.events_path).emit(RunStarted(run_id=run.run_id, config={}, total_steps=30))
     launcher = RecordingLauncher(tmp_path)
-    app = TunedeckApp(runs_root=tmp_path, attach=run.run_id, launcher=launcher)
-    async with app.run_test(size=(170, 50)) as pilot:
+    app = TunedeckApp(attach=run.run_id, services=make_services(tmp_path, launcher=launcher))
+    posted = Posted()
+    async with app.run_test(size=(170, 50), message_hook=posted) as pilot:
         assert await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen) and app.screen.loaded)
         await pilot.press("f")
-        await pilot.pause()
-        assert not launcher.launched
-        assert any("no suggested change" in n.message for n in app._notifications)
+        assert await wait_for(pilot, lambda: posted.said("no suggested change"))
+        assert not launcher.launched and not posted.of(LiveScreen.LaunchRun)

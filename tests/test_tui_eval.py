@@ -8,7 +8,7 @@ from pathlib import Path
 from textual.app import App
 from textual.widgets import DataTable
 
-from tests.tui_support import make_run, screen_text, wait_for
+from tests.tui_support import Posted, make_run, make_services, screen_text, wait_for
 from tunedeck.core.errors import RunError
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.evaluate.metrics import score_row, summarize
@@ -98,7 +98,8 @@ async def test_the_screen_starts_an_evaluation_follows_it_and_shows_both_models(
     launcher = RecordedEvalLauncher()
     screen = EvalScreen(make_run(tmp_path, "run-1", status="completed"), launcher)
     app = Host(screen)
-    async with app.run_test(size=(150, 45)) as pilot:
+    posted = Posted()
+    async with app.run_test(size=(150, 45), message_hook=posted) as pilot:
         metrics = screen.query_one("#eval-metrics", DataTable)
         assert await wait_for(pilot, lambda: metrics.row_count > 0)
         assert launcher.started[0][1].compare_base is True
@@ -124,7 +125,7 @@ async def test_the_screen_starts_an_evaluation_follows_it_and_shows_both_models(
         assert "completed: 2 rows" in text
         predictions = rows_of(screen.query_one("#eval-predictions", DataTable))
         assert predictions[1] == ["Rate it.", REFERENCES[1], TUNED[1], BASE[1]]
-        assert any("cut" in n.message for n in app._notifications)
+        assert await wait_for(pilot, lambda: posted.said("2 rows are longer than data.cutoff_len"))
         for key in ("Run again", "Base on/off", "Stop", "Back"):
             assert key in text
 
@@ -173,15 +174,16 @@ async def test_progress_while_running_and_stop(tmp_path: Path):
 async def test_a_refused_start_is_a_notification_not_a_traceback(tmp_path: Path):
     screen = EvalScreen(make_run(tmp_path, "run-1", status="failed"), RecordedEvalLauncher(fail=True))
     app = Host(screen)
-    async with app.run_test() as pilot:
-        assert await wait_for(pilot, lambda: any("no trained adapter" in n.message for n in app._notifications))
+    posted = Posted()
+    async with app.run_test(message_hook=posted) as pilot:
+        assert await wait_for(pilot, lambda: posted.said("no trained adapter"))
         assert "not started" in screen_text(app) and screen.tail is None
 
 
 async def test_v_on_the_runs_list_opens_the_evaluation_of_the_selected_run(tmp_path: Path):
     make_run(tmp_path, "run-1", status="completed", created_at=1)
     launcher = RecordedEvalLauncher()
-    app = TunedeckApp(runs_root=tmp_path, eval_launcher=launcher)
+    app = TunedeckApp(services=make_services(tmp_path, eval_launcher=launcher))
     async with app.run_test(size=(150, 45)) as pilot:
         await pilot.pause()
         assert "Evaluate" in screen_text(app)
@@ -189,7 +191,7 @@ async def test_v_on_the_runs_list_opens_the_evaluation_of_the_selected_run(tmp_p
         assert await wait_for(pilot, lambda: isinstance(app.screen, EvalScreen) and launcher.started)
         assert launcher.started[0][0] == (tmp_path / "run-1").resolve()
         await pilot.press("escape")
-        assert not isinstance(app.screen, EvalScreen)
+        assert await wait_for(pilot, lambda: not isinstance(app.screen, EvalScreen))
 
 
 def test_the_eval_screen_and_its_real_launcher_load_no_ml_library(tmp_path: Path):
@@ -199,6 +201,7 @@ def test_the_eval_screen_and_its_real_launcher_load_no_ml_library(tmp_path: Path
         import asyncio
         from pathlib import Path
         from textual.app import App
+        from textual.notifications import Notify
         from tunedeck.tui.screens.eval import EvalScreen, WorkerEvalLauncher
         import tunedeck.core.cli.commands.eval, tunedeck.core.evaluate.job, tunedeck.core.evaluate.metrics
 
@@ -208,12 +211,14 @@ def test_the_eval_screen_and_its_real_launcher_load_no_ml_library(tmp_path: Path
 
         async def main():
             app = Host()
-            async with app.run_test() as pilot:
+            notes = []
+            hook = lambda message: notes.append(message.notification.message) if isinstance(message, Notify) else None
+            async with app.run_test(message_hook=hook) as pilot:
                 for _ in range(100):  # the real launcher refuses: the run has no adapter
-                    await pilot.pause(0.05)
-                    if app._notifications:
+                    if notes:
                         break
-                assert any("no trained adapter" in n.message for n in app._notifications), app._notifications
+                    await pilot.pause(0.05)
+                assert any("no trained adapter" in note for note in notes), notes
 
         run = Path({str(tmp_path)!r}) / "run-1"
         run.mkdir()

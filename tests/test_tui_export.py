@@ -18,6 +18,8 @@ from tunedeck.core.stream.events import (
 )
 from tunedeck.tui.screens.export import ExportChoices, ExportScreen
 
+from .tui_support import Posted, wait_for
+
 
 class RecordedLauncher:
     """Writes the event stream a real export of these choices produced, instead of running one."""
@@ -74,14 +76,15 @@ async def test_wizard_starts_an_export_with_the_choices_and_shows_steps_checks_a
     launcher = RecordedLauncher()
     screen = ExportScreen(run_dir(tmp_path), launcher, defaults={"quantizations": ["Q4_K_M"]})
     app = Host(screen)
-    async with app.run_test(size=(160, 50)) as pilot:
+    posted = Posted()
+    async with app.run_test(size=(160, 50), message_hook=posted) as pilot:
         await pilot.pause()
         assert screen._checkpoints() == ["best", "last", "30", "20"]
         screen.query_one("#quants", SelectionList).select("Q8_0")
         await pilot.click("#system")
         await pilot.press(*'Say """hi"""')
         await pilot.press("ctrl+r")
-        await pilot.pause(1.0)
+        assert await wait_for(pilot, lambda: screen.finished is not None and screen.query_one("#report").row_count)
         assert launcher.started == [ExportChoices("best", "auto", ["Q4_K_M", "Q8_0"], 'Say """hi"""')]
         steps = screen.query_one("#steps", DataTable)
         assert [steps.get_row_at(i)[:3] for i in range(steps.row_count)][0] == ["merge", "done", "1.5"]
@@ -91,16 +94,16 @@ async def test_wizard_starts_an_export_with_the_choices_and_shows_steps_checks_a
         report = screen.query_one("#report", DataTable)
         assert report.get_row_at(1)[:4] == ["Q8_0", "138.1", "1.9373", "+0.1%"]
         assert "completed: every check passed" in str(screen.query_one("#export-status", Static).render())
-        assert any("not really" in n.message for n in app._notifications)
+        assert posted.said("not really")
 
 
 async def test_a_refused_start_is_a_notification_not_a_traceback(tmp_path: Path):
     screen = ExportScreen(run_dir(tmp_path), RecordedLauncher(fail=True))
     app = Host(screen)
-    async with app.run_test() as pilot:
+    posted = Posted()
+    async with app.run_test(message_hook=posted) as pilot:
         await pilot.press("ctrl+r")
-        await pilot.pause()
-        assert any("no trained adapter" in n.message for n in app._notifications)
-        assert screen.tail is None
+        assert await wait_for(pilot, lambda: posted.said("no trained adapter"))
+        assert screen.tail is None and posted.notes[-1].title == "export not started"
         await pilot.press("escape")
-        assert app.screen is not screen
+        assert await wait_for(pilot, lambda: app.screen is not screen)

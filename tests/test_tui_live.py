@@ -13,7 +13,7 @@ from tunedeck.core.stream.events import Log as LogEvent
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.live import LiveScreen
 
-from .tui_support import make_run, screen_text, wait_for
+from .tui_support import Posted, make_run, screen_text, wait_for
 
 GIB = 1 << 30
 
@@ -89,11 +89,9 @@ async def test_keys_switch_the_x_axis_and_the_curve_mode(tmp_path: Path):
     async with app.run_test(size=(170, 50)) as pilot:
         await open_live(app, pilot)
         await pilot.press("x", "m")
-        await pilot.pause()
-        assert "x: epochs · smoothed" in screen_text(app)
+        assert await wait_for(pilot, lambda: "x: epochs · smoothed" in screen_text(app))
         await pilot.press("m")
-        await pilot.pause()
-        assert "x: epochs · raw" in screen_text(app)
+        assert await wait_for(pilot, lambda: "x: epochs · raw" in screen_text(app))
 
 
 async def test_without_gpu_data_the_view_says_why_and_shows_host_ram(tmp_path: Path):
@@ -130,7 +128,9 @@ async def test_a_version_1_run_shows_host_ram_as_before(tmp_path: Path):
 
 async def test_attaching_to_an_unknown_run_is_a_notification(tmp_path: Path):
     app = TunedeckApp(runs_root=tmp_path, attach="nope")
-    async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.pause()
+    posted = Posted()
+    async with app.run_test(size=(120, 30), message_hook=posted) as pilot:
+        assert await wait_for(pilot, lambda: posted.said("no run 'nope'"))
         assert not isinstance(app.screen, LiveScreen)
-        assert any("no run 'nope'" in n.message for n in app._notifications)
+        [note] = posted.notes
+        assert note.title == "cannot open run" and note.severity == "error"

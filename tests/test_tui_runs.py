@@ -14,7 +14,7 @@ from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.live import LiveScreen
 from tunedeck.tui.screens.runs import RunsScreen
 
-from .tui_support import make_run, screen_text, wait_for
+from .tui_support import Posted, make_run, make_services, screen_text, wait_for
 
 
 def rows(app) -> dict[str, list[str]]:
@@ -50,19 +50,19 @@ async def test_delete_asks_first_and_refuses_a_live_run(tmp_path: Path):
     make_run(tmp_path, "old", status="completed", created_at=1.0)
     make_run(tmp_path, "live", status="running", pid=os.getpid(), created_at=2.0)
     app = TunedeckApp(runs_root=tmp_path)
-    async with app.run_test(size=(160, 30)) as pilot:
+    posted = Posted()
+    async with app.run_test(size=(160, 30), message_hook=posted) as pilot:
         await pilot.pause()
         await pilot.press("d")  # cursor on "old"
         assert "Delete run old" in screen_text(app)
         await pilot.press("n")
         assert (tmp_path / "old").is_dir()
         await pilot.press("d", "y")
-        await pilot.pause()
-        assert not (tmp_path / "old").exists() and list(rows(app)) == ["live"]
+        assert await wait_for(pilot, lambda: list(rows(app)) == ["live"])
+        assert not (tmp_path / "old").exists()
         await pilot.press("d", "y")
-        await pilot.pause()
+        assert await wait_for(pilot, lambda: posted.said("stop it first"))
         assert (tmp_path / "live").is_dir()
-        assert any("stop it first" in n.message for n in app._notifications)
 
 
 async def test_stop_asks_then_signals_the_worker_session(tmp_path: Path):
@@ -83,13 +83,14 @@ async def test_stop_asks_then_signals_the_worker_session(tmp_path: Path):
 async def test_enter_attaches_and_detach_comes_back(tmp_path: Path):
     make_run(tmp_path, "run-a", status="completed", created_at=1.0)
     app = TunedeckApp(runs_root=tmp_path)
-    async with app.run_test(size=(160, 40)) as pilot:
+    posted = Posted()
+    async with app.run_test(size=(160, 40), message_hook=posted) as pilot:
         await pilot.pause()
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen) and app.screen.loaded)
+        assert [m.run_id for m in posted.of(RunsScreen.OpenRun)] == ["run-a"]  # asked the app, which opened it
         await pilot.press("d")
-        await pilot.pause()
-        assert isinstance(app.screen, RunsScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
 
 
 class ResumeRecorder:
@@ -114,20 +115,22 @@ async def test_resume_and_export_keys_open_their_screens(tmp_path: Path):
     make_run(tmp_path, "halted", status="stopped", step=4, total_steps=10, created_at=1.0)
     make_run(tmp_path, "finished", status="completed", step=10, total_steps=10, created_at=2.0)
     recorder = ResumeRecorder(tmp_path)
-    app = TunedeckApp(runs_root=tmp_path, launcher=recorder)
-    async with app.run_test(size=(160, 30)) as pilot:
+    app = TunedeckApp(services=make_services(tmp_path, launcher=recorder))
+    posted = Posted()
+    async with app.run_test(size=(160, 30), message_hook=posted) as pilot:
         await pilot.pause()
         footer = screen_text(app).splitlines()[-1]
         assert "Resume" in footer and "Export" in footer
         await pilot.press("u")  # cursor on "halted"
-        await pilot.pause()
-        assert recorder.resumed == ["halted"] and isinstance(app.screen, LiveScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
+        assert recorder.resumed == ["halted"]
         await pilot.press("escape")
-        await pilot.pause()
+        assert await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
         await pilot.press("down", "u")
-        await pilot.pause()
+        assert await wait_for(pilot, lambda: posted.said("already completed"))
         assert recorder.resumed == ["halted"] and isinstance(app.screen, RunsScreen)
-        assert any("already completed" in n.message for n in app._notifications)
+        assert [m.run_id for m in posted.of(RunsScreen.ResumeRun)] == ["halted", "finished"]
         await pilot.press("e")
-        await pilot.pause()
-        assert isinstance(app.screen, ExportScreen) and "Export finished" in screen_text(app)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+        assert "Export finished" in screen_text(app)
+        assert [m.run_id for m in posted.of(RunsScreen.OpenExport)] == ["finished"]

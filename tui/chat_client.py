@@ -1,4 +1,4 @@
-"""The app's end of a chat worker: spawn it, write JSON-line requests, hand every reply to a callback."""
+"""The app's end of a chat worker: spawn it, write JSON-line requests, hand every typed reply to a callback."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tunedeck.core.chat.protocol import ChatReply, ErrorReply, WorkerExit, parse_chat_reply
 from tunedeck.core.jobs.process import worker_argv
 
-Reply = Callable[[dict[str, Any]], None]
+Reply = Callable[[ChatReply], None]
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class WorkerChatClient:
                 self.proc.stdin.write(json.dumps(request, ensure_ascii=False) + "\n")
                 self.proc.stdin.flush()
         except (BrokenPipeError, ValueError, OSError):
-            self.on_reply({"type": "error", "id": request.get("id"), "message": "the chat worker has ended"})
+            self.on_reply(ErrorReply(id=request.get("id"), message="the chat worker has ended"))
 
     def close(self) -> None:
         """Ask the worker to quit; kill it if it does not within a few seconds."""
@@ -81,16 +82,17 @@ class WorkerChatClient:
     def _read_replies(self) -> None:
         for line in self.proc.stdout:
             try:
-                reply = json.loads(line)
-            except json.JSONDecodeError:
+                data = json.loads(line)
+                reply = parse_chat_reply(data) if isinstance(data, dict) else None
+            except ValueError:  # not JSON, or a malformed reply: kept with the worker's last words
                 self.stderr_tail.append(line.rstrip())
                 continue
-            if isinstance(reply, dict):
+            if reply is not None:
                 self.on_reply(reply)
         code = self.proc.wait()
         if not self.closing:
             last = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
-            self.on_reply({"type": "exit", "code": code, "message": last[-300:]})
+            self.on_reply(WorkerExit(code=code, message=last[-300:]))
 
     def _read_stderr(self) -> None:
         for line in self.proc.stderr:

@@ -1,4 +1,4 @@
-"""The inspection worker seen from the app: its command line, and a process that speaks JSON lines."""
+"""The inspection worker seen from the app: its command line, and a process whose JSON lines arrive typed."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
+from tunedeck.core.inspect.messages import InspectMessage, parse_inspect_reply
 from tunedeck.core.jobs.process import worker_argv
 
 
@@ -51,15 +51,16 @@ class InspectorProcess:
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=self._stderr, text=True, encoding="utf-8", bufsize=1)
 
-    def messages(self) -> Iterator[dict[str, Any]]:
-        """Each JSON line the worker prints, until it exits; lines that are not JSON objects are skipped."""
+    def messages(self) -> Iterator[InspectMessage]:
+        """Each message the worker prints, typed, until it exits; lines that are not messages are skipped."""
         assert self._process.stdout is not None
         for line in self._process.stdout:
             try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
+                data = json.loads(line)
+                message = parse_inspect_reply(data) if isinstance(data, dict) else None
+            except ValueError:
                 continue
-            if isinstance(message, dict):
+            if message is not None:
                 yield message
         self._process.wait()
 

@@ -1,10 +1,12 @@
-"""The chat worker's JSON-lines protocol: requests in on stdin, replies out on stdout, and the settings they carry."""
+"""The chat worker's JSON-lines protocol: requests in on stdin, typed replies out on stdout, and their settings."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
+
+from tunedeck.core.chat.resolve import ChatModel
 
 PROTOCOL_VERSION = 1
 ROLES = ("system", "user", "assistant")
@@ -107,6 +109,111 @@ def check_json(text: str) -> tuple[bool, str | None]:
     return True, None
 
 
-def reply(kind: str, **payload: Any) -> str:
-    """A reply line: ready | token | done | error | pong | bye."""
-    return json.dumps({"v": PROTOCOL_VERSION, "type": kind, **payload}, ensure_ascii=False)
+@dataclass(frozen=True)
+class Reply:
+    """A line the worker writes: {"v": 1, "type": TYPE, **fields}."""
+
+    TYPE: ClassVar[str] = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"v": PROTOCOL_VERSION, "type": self.TYPE, **asdict(self)}
+
+    def line(self) -> str:
+        return json.dumps(self.to_json(), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Ready(Reply):
+    """The model is loaded and answers from now on."""
+
+    TYPE: ClassVar[str] = "ready"
+    model: ChatModel
+
+    def to_json(self) -> dict[str, Any]:
+        return {"v": PROTOCOL_VERSION, "type": self.TYPE, "model": self.model.to_dict()}
+
+
+@dataclass(frozen=True)
+class Token(Reply):
+    """A piece of the answer being streamed for request `id`."""
+
+    TYPE: ClassVar[str] = "token"
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Done(Reply):
+    """A finished answer: its whole text, speed, how it ended and, for JSON, whether it parses."""
+
+    TYPE: ClassVar[str] = "done"
+    id: str
+    text: str
+    tokens: int = 0
+    seconds: float = 0.0
+    first_token_s: float | None = None
+    tokens_per_s: float | None = None
+    finish: str = "stop"  # stop | length | cancelled
+    json_valid: bool | None = None  # None: not meant as JSON
+    json_error: str | None = None
+    adapter: bool = True
+    model: str | None = None  # the model's label
+    constrained: bool = False  # JSON mode enforced by a grammar (GGUF)
+
+
+@dataclass(frozen=True)
+class ErrorReply(Reply):
+    """A request that failed (`id` set), or a worker that cannot go on (`fatal`: the model did not load)."""
+
+    TYPE: ClassVar[str] = "error"
+    id: str | None
+    message: str
+    fatal: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"v": PROTOCOL_VERSION, "type": self.TYPE, "id": self.id, "message": self.message}
+        return {**data, "fatal": True} if self.fatal else data
+
+
+@dataclass(frozen=True)
+class Pong(Reply):
+    TYPE: ClassVar[str] = "pong"
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Bye(Reply):
+    """The worker is quitting."""
+
+    TYPE: ClassVar[str] = "bye"
+
+
+@dataclass(frozen=True)
+class WorkerExit(Reply):
+    """Not written by the worker: what its client reports when the process ends unasked (code, last stderr line)."""
+
+    TYPE: ClassVar[str] = "exit"
+    code: int | None
+    message: str = ""
+
+
+ChatReply = Ready | Token | Done | ErrorReply | Pong | Bye | WorkerExit
+REPLY_TYPES: dict[str, type[Reply]] = {cls.TYPE: cls for cls in (Ready, Token, Done, ErrorReply, Pong, Bye, WorkerExit)}
+
+
+def parse_chat_reply(data: dict[str, Any]) -> ChatReply | None:
+    """A reply line's object as its typed reply; None for a type this side does not know (the protocol may grow).
+
+    Raises ValueError for a known type with missing or malformed fields.
+    """
+    cls = REPLY_TYPES.get(data.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        return None
+    values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+    try:
+        if cls is Ready:
+            model = data["model"]
+            values["model"] = ChatModel(**{f.name: model[f.name] for f in fields(ChatModel) if f.name in model})
+        return cls(**values)  # type: ignore[return-value]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed {cls.TYPE} reply: {exc}") from None

@@ -12,7 +12,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from tunedeck.core.chat.backends import Backend, load_backend
-from tunedeck.core.chat.protocol import check_json, generate_request, parse_request, reply
+from tunedeck.core.chat.protocol import (
+    Bye,
+    ChatReply,
+    Done,
+    ErrorReply,
+    Pong,
+    Ready,
+    Token,
+    check_json,
+    generate_request,
+    parse_request,
+)
 from tunedeck.core.chat.resolve import BACKENDS, ChatModel, resolve_chat_model
 from tunedeck.core.errors import TunedeckError
 
@@ -50,8 +61,8 @@ class ChatWorker:
         self.cancel = threading.Event()
         self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
 
-    def send(self, kind: str, **payload: Any) -> None:
-        self.out.write(reply(kind, **payload) + "\n")
+    def send(self, reply: ChatReply) -> None:
+        self.out.write(reply.line() + "\n")
         self.out.flush()
 
     def read(self, stdin: IO[str]) -> None:
@@ -61,7 +72,7 @@ class ChatWorker:
             try:
                 request = parse_request(line)
             except ValueError as exc:
-                self.send("error", id=None, message=str(exc))
+                self.send(ErrorReply(id=None, message=str(exc)))
                 continue
             if request["op"] == "cancel":
                 self.cancel.set()
@@ -72,26 +83,26 @@ class ChatWorker:
     def load(self, model: ChatModel) -> None:
         self.backend = None  # drop the old model before loading the next
         self.backend = load_backend(model)
-        self.send("ready", model=model.to_dict())
+        self.send(Ready(model))
 
     def serve(self) -> int:
         while True:
             request = self.requests.get()
             if request is None or request["op"] == "quit":
-                self.send("bye")
+                self.send(Bye())
                 return 0
             try:
                 self.handle(request)
             except (TunedeckError, ValueError) as exc:
                 message = exc.one_line() if isinstance(exc, TunedeckError) else str(exc)
-                self.send("error", id=request.get("id"), message=message)
+                self.send(ErrorReply(id=request.get("id"), message=message))
             except Exception as exc:  # noqa: BLE001 - one failed answer must not end the conversation
                 traceback.print_exc(file=sys.stderr)
-                self.send("error", id=request.get("id"), message=f"{type(exc).__name__}: {exc}")
+                self.send(ErrorReply(id=request.get("id"), message=f"{type(exc).__name__}: {exc}"))
 
     def handle(self, request: dict[str, Any]) -> None:
         if request["op"] == "ping":
-            self.send("pong", id=request.get("id"))
+            self.send(Pong(id=request.get("id")))
         elif request["op"] == "load":
             runs_root = Path(request["runs_dir"]) if request.get("runs_dir") else None
             self.load(resolve_chat_model(str(request.get("model", "")), runs_root, request.get("checkpoint"),
@@ -104,15 +115,15 @@ class ChatWorker:
             raise ValueError("no model loaded")
         request = generate_request(raw)
         self.cancel.clear()
-        answer = self.backend.generate(request, lambda text: self.send("token", id=request.id, text=text),
+        answer = self.backend.generate(request, lambda text: self.send(Token(id=request.id, text=text)),
                                        self.cancel)
         valid, error = check_json(answer.text)
         if not request.settings.json_mode and not answer.text.lstrip().startswith(("{", "[")):
             valid, error = None, None  # not meant as JSON: no badge
-        self.send("done", id=request.id, text=answer.text, tokens=answer.tokens, seconds=round(answer.seconds, 3),
-                  first_token_s=answer.first_token_s, tokens_per_s=answer.tokens_per_s, finish=answer.finish,
-                  json_valid=valid, json_error=error, adapter=request.adapter, model=self.backend.model.label,
-                  constrained=request.settings.json_mode and self.backend.model.backend == "gguf")
+        self.send(Done(id=request.id, text=answer.text, tokens=answer.tokens, seconds=round(answer.seconds, 3),
+                       first_token_s=answer.first_token_s, tokens_per_s=answer.tokens_per_s, finish=answer.finish,
+                       json_valid=valid, json_error=error, adapter=request.adapter, model=self.backend.model.label,
+                       constrained=request.settings.json_mode and self.backend.model.backend == "gguf"))
 
 
 def serve(argv: list[str], out: IO[str], stdin: IO[str] | None = None) -> int:
@@ -124,11 +135,11 @@ def serve(argv: list[str], out: IO[str], stdin: IO[str] | None = None) -> int:
     try:
         worker.load(resolve_from_args(args))
     except TunedeckError as exc:
-        worker.send("error", id=None, fatal=True, message=exc.one_line())
+        worker.send(ErrorReply(id=None, message=exc.one_line(), fatal=True))
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the client shows it instead of waiting forever
         traceback.print_exc(file=sys.stderr)
-        worker.send("error", id=None, fatal=True, message=f"cannot load the model: {type(exc).__name__}: {exc}")
+        worker.send(ErrorReply(id=None, message=f"cannot load the model: {type(exc).__name__}: {exc}", fatal=True))
         return 1
     threading.Thread(target=worker.read, args=(stdin or sys.stdin,), daemon=True).start()
     return worker.serve()

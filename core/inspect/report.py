@@ -93,3 +93,13 @@ class InspectReport:
                 "template": self.template, "roles": self.roles,
                 "lengths": self.lengths.summary() if self.lengths else None,
                 "counts": self.counts(), "findings": [asdict(f) for f in self.findings]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], lengths: list[int] | None = None,
+                  trained: list[int] | None = None) -> InspectReport:
+        """The report back from to_json(); the per-sample lengths travel beside it (to_json keeps their summary)."""
+        stats = data.get("lengths")
+        length_stats = None if stats is None else LengthStats(
+            list(lengths or []), list(trained or []), stats["cutoff"], stats["over_cutoff"], stats["assistant_lost"])
+        return cls(data["source"], data["format"], data["rows"], data["samples"], data["template"], length_stats,
+                   [Finding(**finding) for finding in data.get("findings") or []], dict(data.get("roles") or {}))

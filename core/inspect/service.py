@@ -1,13 +1,7 @@
 """The inspection worker: inspect one dataset, stream progress and the report as JSON lines, then answer row previews.
 
-Protocol (stdout, one JSON object a line):
-  {"type": "progress", "phase": "...", "done": n, "total": m}      while working, at most ~10 a second
-  {"type": "report", "report": InspectReport.to_json(), "lengths": [...], "trained": [...]}
-  {"type": "row", "row": n, "line": l, "where": "...", "tokens": t, "trained": k, "cutoff": c,
-   "segments": [[text, trained, past_cutoff], ...]}                  one answer per request line {"row": n} on stdin
-  {"type": "row", "row": n, "raw": "...", "problem": "..."}         a row that is not a conversation
-  {"type": "error", "message": "...", "hint": "...", "row": n?}      fatal without "row"; the worker then exits 2
-The worker ends when stdin closes.
+What it writes is core/inspect/messages.py's typed messages (the protocol is described there); a request line on
+stdin, {"row": n}, asks for one row's preview. The worker ends when stdin closes.
 """
 
 from __future__ import annotations
@@ -24,6 +18,14 @@ from tunedeck.core.config import DataConfig
 from tunedeck.core.data.conversation import Conversation
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.errors.classify import classify
+from tunedeck.core.inspect.messages import (
+    InspectError,
+    InspectMessage,
+    Progress,
+    RawRow,
+    ReportReady,
+    RowPreview,
+)
 from tunedeck.core.jobs.process import quiet_libraries, reserve_stdout
 
 PROGRESS_EVERY_S = 0.1
@@ -61,8 +63,8 @@ class Output:
         self.stream = stream
         self._last = 0.0
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(message, ensure_ascii=False) + "\n")
+    def send(self, message: InspectMessage) -> None:
+        self.stream.write(json.dumps(message.to_json(), ensure_ascii=False) + "\n")
         self.stream.flush()
 
     def progress(self, phase: str, done: int = 0, total: int = 0) -> None:
@@ -70,7 +72,7 @@ class Output:
         if done < total and now - self._last < PROGRESS_EVERY_S:
             return
         self._last = now
-        self.send({"type": "progress", "phase": phase, "done": done, "total": total})
+        self.send(Progress(phase, done, total))
 
 
 def load_tokenizer_for(model: str, template: str) -> Any:
@@ -143,16 +145,16 @@ def row_segments(conv: Conversation, tokenizer: Any, cutoff: int) -> tuple[list[
     return runs, sample.full_length, kept
 
 
-def answer_row(rows: Rows, row: int, tokenizer: Any, cutoff: int) -> dict[str, Any]:
+def answer_row(rows: Rows, row: int, tokenizer: Any, cutoff: int) -> RowPreview | RawRow:
     conv = rows.conversations.get(row)
     if conv is None:
         data, problem = rows.raw.get(row, (None, f"no row {row} in {rows.source}"))
         raw = json.dumps(data, ensure_ascii=False, indent=2) if data is not None else ""
-        return {"type": "row", "row": row, "raw": raw, "problem": problem}
+        return RawRow(row, raw, problem)
     segments, tokens, trained = row_segments(conv, tokenizer, cutoff)
     where = f"{conv.meta['file']}:{conv.meta['line']}" if "file" in conv.meta else conv.where(rows.source)
-    return {"type": "row", "row": row, "line": conv.line, "where": where, "tokens": tokens, "trained": trained,
-            "cutoff": cutoff, "segments": segments, "task": conv.meta.get("task")}
+    return RowPreview(row, conv.line, where, tokens, trained, cutoff,
+                      tuple((text, is_trained, past) for text, is_trained, past in segments), conv.meta.get("task"))
 
 
 def serve(args: argparse.Namespace, out: Output, requests: IO[str]) -> int:
@@ -175,9 +177,7 @@ def serve(args: argparse.Namespace, out: Output, requests: IO[str]) -> int:
 
         report = inspect_dataset(rows.source, fmt=args.format, dataset_info=args.dataset_info, name=args.name,
                                  template=args.template, cutoff=args.cutoff, tokenizer=tokenizer, progress=measuring)
-    lengths = report.lengths
-    out.send({"type": "report", "report": report.to_json(),
-              "lengths": lengths.lengths if lengths else [], "trained": lengths.trained if lengths else []})
+    out.send(ReportReady(report))
     for line in requests:
         if not line.strip():
             continue
@@ -185,9 +185,9 @@ def serve(args: argparse.Namespace, out: Output, requests: IO[str]) -> int:
             row = int(json.loads(line)["row"])
             out.send(answer_row(rows, row, tokenizer, args.cutoff))
         except TunedeckError as exc:
-            out.send({"type": "error", "message": exc.one_line(), "hint": exc.hint, "row": row})
+            out.send(InspectError(exc.one_line(), exc.hint, row))
         except (ValueError, KeyError, TypeError) as exc:
-            out.send({"type": "error", "message": f"bad request {line.strip()!r}: {exc}", "row": -1})
+            out.send(InspectError(f"bad request {line.strip()!r}: {exc}", row=-1))
     return 0
 
 
@@ -205,5 +205,5 @@ def main(argv: list[str]) -> int:
         error = classify(exc)
         hint = "; ".join(error.hints) if error.kind != "crash" else (
             f"the traceback is on stderr: python -m tunedeck.core.worker inspect {args.path}")
-        out.send({"type": "error", "message": error.message, "hint": hint})
+        out.send(InspectError(error.message, hint))
         return 2

@@ -14,7 +14,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from tunedeck.core.chat.protocol import Settings
+from tunedeck.core.chat.protocol import ChatReply, Done, ErrorReply, Ready, Settings, Token, WorkerExit
+from tunedeck.core.chat.resolve import ChatModel
 from tunedeck.core.chat.store import ConversationLog, PromptLibrary, eval_dir
 from tunedeck.tui.chat_client import ChatClient, ChatTarget, ClientFactory
 from tunedeck.tui.screens.chat_dialogs import ModelChoice, ModelPicker, PromptLibraryScreen, SettingsScreen, run_choices
@@ -30,13 +31,13 @@ class Side:
 
     choice: ModelChoice | None
     history: list[dict[str, str]] = field(default_factory=list)
-    model: dict[str, Any] | None = None  # the worker's description once it is ready
+    model: ChatModel | None = None  # what the worker loaded, once it is ready
 
 
 class WorkerReply(Message):
-    """A line from a chat worker, posted from the client's reader thread."""
+    """A typed reply from a chat worker, posted from the client's reader thread."""
 
-    def __init__(self, target: ChatTarget, reply: dict[str, Any]):
+    def __init__(self, target: ChatTarget, reply: ChatReply):
         super().__init__()
         self.target = target
         self.reply = reply
@@ -120,20 +121,20 @@ class ChatScreen(Screen[None]):
                 pane.set_state(f"could not start the chat worker: {exc.strerror or exc}")
                 self.notify(f"could not start the chat worker: {exc}", title="chat", severity="error")
 
-    def ready_model(self, target: ChatTarget) -> dict[str, Any] | None:
+    def ready_model(self, target: ChatTarget) -> ChatModel | None:
         return next((s.model for s in self.sides.values() if s.choice and s.choice.target == target and s.model),
                     None)
 
     @staticmethod
-    def side_title(choice: ModelChoice, model: dict[str, Any] | None) -> str:
+    def side_title(choice: ModelChoice, model: ChatModel | None) -> str:
         if model is None:
             return f"{choice.label} · {Path(choice.target.model).name}"
-        how = BACKEND_NAMES.get(model["backend"], model["backend"])
-        if model["backend"] == "adapter" and not choice.adapter:
+        how = BACKEND_NAMES.get(model.backend, model.backend)
+        if model.backend == "adapter" and not choice.adapter:
             how = "HF, LoRA off"
-        elif model["backend"] == "gguf" and not choice.adapter:
+        elif model.backend == "gguf" and not choice.adapter:
             how = "GGUF of the base"
-        return f"{choice.label} · {model['label']} ({how})"
+        return f"{choice.label} · {model.label} ({how})"
 
     def release_unused(self) -> None:
         used = {s.choice.target for s in self.sides.values() if s.choice}
@@ -141,18 +142,18 @@ class ChatScreen(Screen[None]):
             self.clients.pop(target).close()
 
     def on_worker_reply(self, message: WorkerReply) -> None:
-        reply, kind = message.reply, message.reply.get("type")
-        if kind == "ready":
-            self.model_ready(message.target, reply["model"])
-        elif kind == "token":
-            turn = self.turn(reply.get("id"))
+        reply = message.reply
+        if isinstance(reply, Ready):
+            self.model_ready(message.target, reply.model)
+        elif isinstance(reply, Token):
+            turn = self.turn(reply.id)
             if turn is not None:
-                turn.append(reply.get("text", ""))
-        elif kind == "done":
+                turn.append(reply.text)
+        elif isinstance(reply, Done):
             self.answered(reply)
-        elif kind == "error":
+        elif isinstance(reply, ErrorReply):
             self.failed(message.target, reply)
-        elif kind == "exit":
+        elif isinstance(reply, WorkerExit):
             self.clients.pop(message.target, None)
             if message.target in self.load_failed:  # already said why: the model did not load
                 self.load_failed.discard(message.target)
@@ -160,32 +161,32 @@ class ChatScreen(Screen[None]):
             self.fail_pending(message.target, "the chat worker ended")
             for side in self.sides_of(message.target):
                 self.sides[side].model = None
-                self.pane(side).set_state(f"worker ended (exit code {reply.get('code')}); send again to restart it")
-            self.notify(reply.get("message") or "the chat worker ended", title="chat worker ended",
+                self.pane(side).set_state(f"worker ended (exit code {reply.code}); send again to restart it")
+            self.notify(reply.message or "the chat worker ended", title="chat worker ended",
                         severity="error", timeout=10)
 
     def sides_of(self, target: ChatTarget) -> list[str]:
         return [name for name, s in self.sides.items() if s.choice and s.choice.target == target]
 
-    def model_ready(self, target: ChatTarget, model: dict[str, Any]) -> None:
+    def model_ready(self, target: ChatTarget, model: ChatModel) -> None:
         for name in self.sides_of(target):
             side = self.sides[name]
             side.model = model
-            if not side.choice.adapter and not model.get("has_base"):
+            if not side.choice.adapter and not model.has_base:
                 self.pane(name).set_title(self.side_title(side.choice, model),
                                           "this model cannot answer as its base: press b to pick another")
             else:
                 self.pane(name).set_title(self.side_title(side.choice, model), "ready")
 
-    def failed(self, target: ChatTarget, reply: dict[str, Any], quiet: bool = False) -> None:
-        message = reply.get("message", "failed")
-        turn = self.turn(reply.get("id"))
+    def failed(self, target: ChatTarget, reply: ErrorReply, quiet: bool = False) -> None:
+        message = reply.message
+        turn = self.turn(reply.id)
         if turn is not None:
             side, standalone = self.requests.pop(turn.request_id)
             turn.fail(message)
             if not standalone and self.sides[side].history:
                 self.sides[side].history.pop()  # the unanswered prompt leaves the conversation
-        elif reply.get("fatal"):
+        elif reply.fatal:
             self.load_failed.add(target)
             self.fail_pending(target, "the model did not load")
             for name in self.sides_of(target):
@@ -198,15 +199,15 @@ class ChatScreen(Screen[None]):
         for request_id, (name, _) in list(self.requests.items()):
             choice = self.sides[name].choice
             if choice is not None and choice.target == target:
-                self.failed(target, {"id": request_id, "message": message}, quiet=True)
+                self.failed(target, ErrorReply(id=request_id, message=message), quiet=True)
 
     def turn(self, request_id: str | None):
         if request_id not in self.requests:
             return None
         return self.pane(self.requests[request_id][0]).turns.get(request_id)
 
-    def answered(self, done: dict[str, Any]) -> None:
-        turn = self.turn(done.get("id"))
+    def answered(self, done: Done) -> None:
+        turn = self.turn(done.id)
         if turn is None:
             return
         side_name, standalone = self.requests.pop(turn.request_id)
@@ -214,12 +215,13 @@ class ChatScreen(Screen[None]):
         self.pane(side_name).finish(turn, done)
         messages = [*([] if standalone else side.history[:-1]), {"role": "user", "content": turn.prompt}]
         if not standalone:
-            side.history.append({"role": "assistant", "content": done.get("text", "")})
-        self.conversation.append({"side": side_name, "label": side.choice.label, "model": done.get("model"),
-                         "target": side.choice.target.argv(), "adapter": done.get("adapter"),
-                         "messages": messages, "answer": done.get("text"), "settings": turn.settings,
-                         **{k: done.get(k) for k in ("tokens", "tokens_per_s", "first_token_s", "finish",
-                                                     "json_valid", "json_error", "constrained")}})
+            side.history.append({"role": "assistant", "content": done.text})
+        self.conversation.append({"side": side_name, "label": side.choice.label, "model": done.model,
+                                  "target": side.choice.target.argv(), "adapter": done.adapter,
+                                  "messages": messages, "answer": done.text, "settings": turn.settings,
+                                  **{k: getattr(done, k) for k in ("tokens", "tokens_per_s", "first_token_s",
+                                                                   "finish", "json_valid", "json_error",
+                                                                   "constrained")}})
         self.show_status()
 
     def flush(self) -> None:
@@ -248,7 +250,7 @@ class ChatScreen(Screen[None]):
             self.connect(name)
             client = self.clients.get(side.choice.target)
             if client is None:
-                self.failed(side.choice.target, {"id": request_id, "message": "no chat worker"}, quiet=True)
+                self.failed(side.choice.target, ErrorReply(id=request_id, message="no chat worker"), quiet=True)
                 continue
             client.send({"op": "generate", "id": request_id, "messages": messages, "settings": settings,
                          "adapter": side.choice.adapter})

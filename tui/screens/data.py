@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -12,14 +10,16 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from tunedeck.core.inspect.messages import InspectError, InspectMessage, Progress, RawRow, ReportReady, RowPreview
+from tunedeck.core.inspect.report import Finding, InspectReport
 from tunedeck.tui.inspector import CommandFactory, InspectorProcess, InspectRequest, worker_command
+from tunedeck.tui.styles import SEVERITY_STYLE
 from tunedeck.tui.widgets.length_histogram import LengthHistogram
 
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 TRAINED, MASKED, PAST_CUTOFF = "bold green", "dim", "strike red"
 
 
-def summary_text(report: dict[str, Any]) -> Text:
+def summary_text(report: InspectReport) -> Text:
     """The report's head: source, format, rows and samples, template, token lengths, findings per kind."""
     text = Text()
 
@@ -27,35 +27,35 @@ def summary_text(report: dict[str, Any]) -> Text:
         text.append(f"{label:<10}", style="bold")
         text.append(f"{value}\n", style=style)
 
-    line("source", report["source"])
-    line("format", report["format"])
-    line("rows", f"{report['rows']} · samples {report['samples']}")
-    line("template", report["template"])
-    stats = report.get("lengths") or {}
+    line("source", report.source)
+    line("format", report.format)
+    line("rows", f"{report.rows} · samples {report.samples}")
+    line("template", report.template)
+    stats = report.lengths.summary() if report.lengths else {}
     if stats.get("count"):
         line("tokens", f"min {stats['min']} · p50 {stats['p50']} · p90 {stats['p90']} · max {stats['max']}")
         line("", f"mean {stats['mean']} · total {stats['total']}")
         over = stats["over_cutoff"]
         line("cutoff", f"{stats['cutoff']} · {over} over · {stats['assistant_lost']} lose every answer token",
              "yellow" if over else "")
-    counts = report.get("counts") or {}
+    counts = report.counts()
     line("findings", " · ".join(f"{kind} {n}" for kind, n in counts.items()) if counts else "none",
          "" if not counts else "yellow")
     return text
 
 
-def row_text(answer: dict[str, Any], findings: list[dict[str, Any]]) -> Text:
+def row_text(answer: RowPreview | RawRow, findings: list[Finding]) -> Text:
     """A row as the model sees it: template applied, trained tokens bold green, masked dim, cut-off struck red."""
     text = Text()
-    if "raw" in answer:
-        text.append(f"row {answer['row']} is not a sample: {answer['problem']}\n\n", style="bold red")
-        text.append(answer["raw"] or "(nothing readable)")
+    if isinstance(answer, RawRow):
+        text.append(f"row {answer.row} is not a sample: {answer.problem}\n\n", style="bold red")
+        text.append(answer.raw or "(nothing readable)")
         return text
-    task = f" · task {answer['task']}" if answer.get("task") else ""
-    text.append(f"row {answer['row']} · {answer['where']}{task}\n", style="bold")
-    text.append(f"{answer['tokens']} tokens, cutoff {answer['cutoff']} · {answer['trained']} trained tokens kept\n")
+    task = f" · task {answer.task}" if answer.task else ""
+    text.append(f"row {answer.row} · {answer.where}{task}\n", style="bold")
+    text.append(f"{answer.tokens} tokens, cutoff {answer.cutoff} · {answer.trained} trained tokens kept\n")
     for finding in findings:
-        text.append(f"{finding['kind']}: {finding['message']}\n", style=SEVERITY_STYLE.get(finding["severity"], ""))
+        text.append(f"{finding.kind}: {finding.message}\n", style=SEVERITY_STYLE.get(finding.severity, ""))
     text.append("legend: ")
     text.append("trained", style=TRAINED)
     text.append(" · ")
@@ -63,7 +63,7 @@ def row_text(answer: dict[str, Any], findings: list[dict[str, Any]]) -> Text:
     text.append(" · ")
     text.append("past the cutoff", style=PAST_CUTOFF)
     text.append("\n\n")
-    for piece, trained, past in answer["segments"]:
+    for piece, trained, past in answer.segments:
         text.append(piece, style=PAST_CUTOFF if past else TRAINED if trained else MASKED)
     return text
 
@@ -87,8 +87,8 @@ class DataScreen(Screen[bool]):
         super().__init__()
         self.request = request
         self.command = command
-        self.report: dict[str, Any] | None = None
-        self.findings: list[dict[str, Any]] = []
+        self.report: InspectReport | None = None
+        self.findings: list[Finding] = []
         self.kind_filter: str | None = None
         self.current_row: int | None = None
         self.shown_row: int | None = None
@@ -130,21 +130,19 @@ class DataScreen(Screen[bool]):
         if not self._leaving:
             self.app.call_from_thread(self._worker_ended, process)
 
-    def _worker_line(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "progress":
-            done, total = message.get("done", 0), message.get("total", 0)
-            count = f" {done}/{total}" if total else ""
-            self.query_one("#data-status", Static).update(f"{message.get('phase', 'working')}{count}…")
-        elif kind == "report":
-            self._show_report(message)
-        elif kind == "row":
+    def _worker_line(self, message: InspectMessage) -> None:
+        if isinstance(message, Progress):
+            count = f" {message.done}/{message.total}" if message.total else ""
+            self.query_one("#data-status", Static).update(f"{message.phase}{count}…")
+        elif isinstance(message, ReportReady):
+            self._show_report(message.report)
+        elif isinstance(message, RowPreview | RawRow):
             self._show_row(message)
-        elif kind == "error" and "row" in message:
-            self.notify(message["message"], title="cannot show the row", severity="warning")
-        elif kind == "error":
-            hint = f"\n{message['hint']}" if message.get("hint") else ""
-            self._fail(f"{message['message']}{hint}")
+        elif isinstance(message, InspectError) and not message.fatal:
+            self.notify(message.message, title="cannot show the row", severity="warning")
+        elif isinstance(message, InspectError):
+            hint = f"\n{message.hint}" if message.hint else ""
+            self._fail(f"{message.message}{hint}")
 
     def _worker_ended(self, process: InspectorProcess) -> None:
         if self.report is None and not self.query_one("#data-status", Static).has_class("error-text"):
@@ -160,31 +158,31 @@ class DataScreen(Screen[bool]):
         status.add_class("error-text")
         self.notify(message, title="inspection failed", severity="error")
 
-    def _show_report(self, message: dict[str, Any]) -> None:
-        self.report = message["report"]
-        self.findings = list(self.report.get("findings") or [])
-        self.query_one("#data-summary", Static).update(summary_text(self.report))
-        cutoff = (self.report.get("lengths") or {}).get("cutoff", self.request.cutoff)
-        self.query_one(LengthHistogram).show(message.get("lengths") or [], cutoff)
+    def _show_report(self, report: InspectReport) -> None:
+        self.report = report
+        self.findings = list(report.findings)
+        self.query_one("#data-summary", Static).update(summary_text(report))
+        cutoff = report.lengths.cutoff if report.lengths else self.request.cutoff
+        self.query_one(LengthHistogram).show(report.lengths.lengths if report.lengths else [], cutoff)
         self.query_one("#data-status", Static).update(
             f"{len(self.findings)} findings · Enter shows a finding's row · a accepts the dataset")
         self._fill_findings()
         table = self.query_one(DataTable)
         table.focus()
         if self.findings:
-            self.show_row(self.findings[0]["row"])
-        elif self.report.get("rows"):
+            self.show_row(self.findings[0].row)
+        elif report.rows:
             self.show_row(0)
 
     def _fill_findings(self) -> None:
         table = self.query_one(DataTable)
         table.clear()
         for index, finding in enumerate(self.findings):
-            if self.kind_filter and finding["kind"] != self.kind_filter:
+            if self.kind_filter and finding.kind != self.kind_filter:
                 continue
-            where = f"line {finding['line']}" if finding.get("line") else f"row {finding['row']}"
-            table.add_row(finding["kind"], Text(finding["severity"], style=SEVERITY_STYLE.get(finding["severity"], "")),
-                          where, finding["message"], key=str(index))
+            where = f"line {finding.line}" if finding.line else f"row {finding.row}"
+            table.add_row(finding.kind, Text(finding.severity, style=SEVERITY_STYLE.get(finding.severity, "")),
+                          where, finding.message, key=str(index))
         shown = table.row_count
         label = f"findings · {self.kind_filter}" if self.kind_filter else "findings"
         table.border_title = f"{label} ({shown})"
@@ -197,10 +195,10 @@ class DataScreen(Screen[bool]):
             return
         self.query_one("#data-row-pane").border_title = f"row {row} · loading…"
 
-    def _show_row(self, answer: dict[str, Any]) -> None:
-        row = answer["row"]
+    def _show_row(self, answer: RowPreview | RawRow) -> None:
+        row = answer.row
         self.shown_row = row
-        findings = [f for f in self.findings if f["row"] == row]
+        findings = [f for f in self.findings if f.row == row]
         self.query_one("#data-row", Static).update(row_text(answer, findings))
         self.query_one("#data-row-pane").border_title = f"row {row}"
         self.query_one("#data-row-pane", VerticalScroll).scroll_home(animate=False)
@@ -210,18 +208,18 @@ class DataScreen(Screen[bool]):
         if not table.row_count:
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        self.show_row(self.findings[int(key)]["row"])
+        self.show_row(self.findings[int(key)].row)
 
     def action_step_row(self, delta: int) -> None:
         if self.report is None or self.current_row is None:
             return
-        row = min(max(0, self.current_row + delta), max(0, self.report["rows"] - 1))
+        row = min(max(0, self.current_row + delta), max(0, self.report.rows - 1))
         self.show_row(row)
 
     def action_filter(self) -> None:
         if self.report is None:
             return
-        kinds = [None, *(self.report.get("counts") or {})]
+        kinds = [None, *self.report.counts()]
         self.kind_filter = kinds[(kinds.index(self.kind_filter) + 1) % len(kinds)]
         self._fill_findings()
         self.notify(f"showing {self.kind_filter or 'every kind'}", timeout=2)

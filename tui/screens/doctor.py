@@ -16,7 +16,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-STATUS_STYLE = {"ok": "bold green", "warn": "bold yellow", "fail": "bold red", "info": "cyan"}
+from tunedeck.tui.styles import CHECK_STATUS_STYLE
+
 TIMEOUT_S = 180
 
 
@@ -92,7 +93,7 @@ class DoctorScreen(Screen[None]):
         table.clear()
         for index, check in enumerate(report.get("checks", [])):
             status = check.get("status", "info")
-            table.add_row(Text(status.upper(), style=STATUS_STYLE.get(status, "")), check.get("name", ""),
+            table.add_row(Text(status.upper(), style=CHECK_STATUS_STYLE.get(status, "")), check.get("name", ""),
                           check.get("detail", ""), key=str(index))
         table.loading = False
         gpus = report.get("gpus") or []
@@ -127,6 +128,6 @@ class DoctorScreen(Screen[None]):
         text.append(f"{check.get('name')}: ", style="bold")
         text.append(check.get("detail", ""))
         if check.get("fix"):
-            text.append("\nfix: ", style=STATUS_STYLE.get(check.get("status"), "bold"))
+            text.append("\nfix: ", style=CHECK_STATUS_STYLE.get(check.get("status"), "bold"))
             text.append(check["fix"])
         self.query_one("#doctor-fix", Static).update(text)

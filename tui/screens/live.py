@@ -10,10 +10,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from tunedeck.core.config import Config
 from tunedeck.core.config_fields import nest
 from tunedeck.core.config_files import ConfigBuilder
 from tunedeck.core.display import format_duration
@@ -22,7 +24,7 @@ from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.history import RunHistory
 from tunedeck.core.stream.tail import LogTail, RunTail
 from tunedeck.tui.screens.confirm import ConfirmScreen
-from tunedeck.tui.screens.runs import STATUS_STYLE
+from tunedeck.tui.styles import run_status
 from tunedeck.tui.widgets.curves import CURVE_MODES, LearningRatePlot, LossPlot
 from tunedeck.tui.widgets.gpu_panel import GpuPanel, HostPanel
 
@@ -67,6 +69,15 @@ def stats_table(history: RunHistory) -> Table:
 
 class LiveScreen(Screen[None]):
     CSS_PATH = "live.tcss"
+
+    class LaunchRun(Message):
+        """Start a new run with this config (the failed run's, with a suggested fix), then watch it."""
+
+        def __init__(self, config: Config, label: str, preset: str | None):
+            super().__init__()
+            self.config = config
+            self.label = label
+            self.preset = preset
     BINDINGS = [
         Binding("s", "stop", "Stop run"),
         Binding("d,escape", "detach", "Detach"),
@@ -153,7 +164,7 @@ class LiveScreen(Screen[None]):
         state = self.run.effective_status()
         status = self.run.read_status()
         title = Text(f"{self.run.run_id}  ")
-        title.append(f"● {state}", style=STATUS_STYLE.get(state, ""))
+        title.append_text(run_status(state, "● "))
         title.append(f"   preset {status.get('preset') or '-'} · {status.get('base_model', '')}", style="dim")
         self.query_one("#live-title", Static).update(title)
         self._show_progress(history, state)
@@ -237,21 +248,17 @@ class LiveScreen(Screen[None]):
         if fix is None:
             self.notify("no suggested change: the run has no error with a fix", severity="warning")
             return
-        self.notify("starting a new run with " + ", ".join(f"{k}={v}" for k, v in fix["set"].items()))
-        self.relaunch(fix["set"])
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="relaunch")
-    def relaunch(self, changes: dict) -> None:
+        changes = fix["set"]
         preset = self.run.read_status().get("preset")
         try:
             config = (ConfigBuilder().add_file(self.run.config_path)
                       .add_dict(nest({tuple(k.split(".")): v for k, v in changes.items()}), "the suggested fix")
                       .build())
-            new_run = self.app.launcher.launch(config, f"{preset or 'run'}-fix", preset)
         except TunedeckError as exc:
-            self.app.call_from_thread(self.notify, exc.one_line(), title="not relaunched", severity="error")
+            self.notify(exc.one_line(), title="not relaunched", severity="error")
             return
-        self.app.call_from_thread(self.app.open_run, new_run.run_id)
+        self.notify("starting a new run with " + ", ".join(f"{k}={v}" for k, v in changes.items()))
+        self.post_message(self.LaunchRun(config, f"{preset or 'run'}-fix", preset))
 
     def action_toggle_axis(self) -> None:
         self.x_axis = "epoch" if self.x_axis == "step" else "step"

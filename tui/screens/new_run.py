@@ -15,8 +15,11 @@ from textual.widgets.option_list import Option
 
 from tunedeck.core.config import DataConfig
 from tunedeck.core.config_files import load_config, preset_description, preset_names
+from tunedeck.core.data.loading import load_data
 from tunedeck.core.errors import TunedeckError
-from tunedeck.tui.inspector import InspectRequest, worker_command
+from tunedeck.tui.inspector import CommandFactory, InspectRequest, worker_command
+from tunedeck.tui.screens.config_form import ConfigFormScreen
+from tunedeck.tui.screens.data import DataScreen
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,6 @@ def config_data_path(text: str) -> str:
 
 def check_dataset(text: str) -> DatasetCheck:
     """Read a data file through core (no torch): the format, how many rows are usable, what was skipped."""
-    from tunedeck.core.data.loading import load_data
-
     path = config_data_path(text)
     try:
         data = load_data(DataConfig(path=path))
@@ -48,9 +49,10 @@ class NewRunScreen(Screen[None]):
     CSS_PATH = "new_run.tcss"
     BINDINGS = [Binding("escape", "back", "Back"), Binding("ctrl+n", "next", "Next: hyperparameters")]
 
-    def __init__(self, preset: str | None = None):
+    def __init__(self, preset: str | None = None, inspect_command: CommandFactory = worker_command):
         super().__init__()
         self.preset = preset
+        self.inspect_command = inspect_command  # the inspection worker's command line (tests replay one)
         self.dataset: DatasetCheck | None = None
         self._next_after_check = False
 
@@ -124,10 +126,7 @@ class NewRunScreen(Screen[None]):
                               chunk_tokens=(data.chunk_tokens[0], data.chunk_tokens[1]))
 
     def open_inspection(self, check: DatasetCheck) -> None:
-        from tunedeck.tui.screens.data import DataScreen
-
-        command = getattr(self.app, "inspect_command", None) or worker_command
-        self.app.push_screen(DataScreen(self.inspect_request(check.path), command),
+        self.app.push_screen(DataScreen(self.inspect_request(check.path), self.inspect_command),
                              lambda accepted: self._inspected(check, bool(accepted)))
 
     def _inspected(self, check: DatasetCheck, accepted: bool) -> None:
@@ -144,8 +143,6 @@ class NewRunScreen(Screen[None]):
         self.action_next()
 
     def action_next(self) -> None:
-        from tunedeck.tui.screens.config_form import ConfigFormScreen
-
         text = self.query_one("#dataset", Input).value
         if text.strip() and (self.dataset is None or self.dataset.path != config_data_path(text)):
             self._next_after_check = True

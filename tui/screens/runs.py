@@ -1,4 +1,7 @@
-"""The runs screen: every run under the runs root with its status and progress; attach, start, stop, delete."""
+"""The runs screen: every run under the runs root with its status and progress; attach, start, stop, delete.
+
+What opens another screen for a run is posted up as a message (`RunsScreen.OpenRun`, ...); the app reacts.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -16,11 +20,10 @@ from tunedeck.core.errors import TunedeckError
 from tunedeck.core.jobs.runs import RunDir, delete_run, find_run, list_runs
 from tunedeck.tui.screens.confirm import ConfirmScreen
 from tunedeck.tui.screens.doctor import DoctorScreen
+from tunedeck.tui.styles import run_status
 
 REFRESH_S = 2.0
 COLUMNS = ("run", "status", "progress", "loss", "best eval", "base model", "preset", "started")
-STATUS_STYLE = {"running": "bold green", "starting": "green", "created": "cyan", "completed": "bold blue",
-                "failed": "bold red", "stopped": "yellow"}
 
 
 def run_row(run: RunDir) -> list[str | Text]:
@@ -32,14 +35,40 @@ def run_row(run: RunDir) -> list[str | Text]:
     loss, best = status.get("loss"), status.get("best_eval_loss")
     started = status.get("started_at") or status.get("created_at")
     return [
-        run.run_id, Text(state, style=STATUS_STYLE.get(state, "")), progress,
+        run.run_id, run_status(state), progress,
         f"{loss:.4f}" if loss is not None else "-", f"{best:.4f}" if best is not None else "-",
         str(status.get("base_model", "")), str(status.get("preset") or "-"),
         time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "-",
     ]
 
 
+class RunMessage(Message):
+    """Something asked for one run, by id."""
+
+    def __init__(self, run_id: str):
+        super().__init__()
+        self.run_id = run_id
+
+
 class RunsScreen(Screen[None]):
+    class OpenRun(RunMessage):
+        """Attach: the run's live view."""
+
+    class OpenExport(RunMessage):
+        """The export wizard for the run."""
+
+    class OpenEval(RunMessage):
+        """The evaluation of the run."""
+
+    class OpenChat(RunMessage):
+        """The chat pane on the run's model."""
+
+    class ResumeRun(RunMessage):
+        """Continue the stopped or failed run from its newest checkpoint."""
+
+    class NewRun(Message):
+        """Start the new-run steps: dataset, preset, hyperparameters, review."""
+
     CSS_PATH = "runs.tcss"
     BINDINGS = [
         Binding("enter", "attach", "Attach", priority=True),
@@ -106,38 +135,33 @@ class RunsScreen(Screen[None]):
             return None
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.app.open_run(str(event.row_key.value))
+        self.post_message(self.OpenRun(str(event.row_key.value)))
+
+    def post_for_selected(self, message: type[RunMessage]) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.post_message(message(run.run_id))
 
     def action_attach(self) -> None:
-        run = self.selected_run()
-        if run is not None:
-            self.app.open_run(run.run_id)
+        self.post_for_selected(self.OpenRun)
 
     def action_resume(self) -> None:
-        run = self.selected_run()
-        if run is not None:
-            self.app.resume_run(run.run_id)
+        self.post_for_selected(self.ResumeRun)
 
     def action_export(self) -> None:
-        run = self.selected_run()
-        if run is not None:
-            self.app.open_export(run.run_id)
+        self.post_for_selected(self.OpenExport)
 
     def action_chat(self) -> None:
-        run = self.selected_run()
-        if run is not None:
-            self.app.open_chat(run.run_id)
+        self.post_for_selected(self.OpenChat)
 
     def action_evaluate(self) -> None:
-        run = self.selected_run()
-        if run is not None:
-            self.app.open_eval(run.run_id)
+        self.post_for_selected(self.OpenEval)
 
     def action_hardware(self) -> None:
         self.app.push_screen(DoctorScreen(self.runs_root))
 
     def action_new_run(self) -> None:
-        self.app.new_run()
+        self.post_message(self.NewRun())
 
     def action_stop(self) -> None:
         run = self.selected_run()

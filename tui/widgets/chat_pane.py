@@ -9,6 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
+from tunedeck.core.chat.protocol import Done, ErrorReply
+
 FINISH_NOTES = {"length": "cut at max new tokens", "cancelled": "stopped"}
 
 
@@ -21,17 +23,17 @@ def json_badge(valid: bool | None, error: str | None, constrained: bool) -> Text
     return Text(f" JSON invalid: {error} ", style="bold white on red")
 
 
-def answer_meta(done: dict[str, Any]) -> Text:
+def answer_meta(done: Done) -> Text:
     """The line under an answer: its badge, tokens, tokens/s, time to first token and how it ended."""
-    meta = json_badge(done.get("json_valid"), done.get("json_error"), bool(done.get("constrained")))
+    meta = json_badge(done.json_valid, done.json_error, done.constrained)
     if meta.plain:
         meta.append("  ")
-    rate = done.get("tokens_per_s")
-    parts = [f"{done.get('tokens', 0)} tokens", f"{rate:.1f} tok/s" if rate else "- tok/s"]
-    if done.get("first_token_s") is not None:
-        parts.append(f"first token {done['first_token_s']:.2f}s")
-    if done.get("finish") in FINISH_NOTES:
-        parts.append(FINISH_NOTES[done["finish"]])
+    rate = done.tokens_per_s
+    parts = [f"{done.tokens} tokens", f"{rate:.1f} tok/s" if rate else "- tok/s"]
+    if done.first_token_s is not None:
+        parts.append(f"first token {done.first_token_s:.2f}s")
+    if done.finish in FINISH_NOTES:
+        parts.append(FINISH_NOTES[done.finish])
     meta.append(" · ".join(parts), style="dim")
     return meta
 
@@ -53,7 +55,7 @@ class ChatTurn(Vertical):
         self.text = ""
         self.dirty = False
         self.pieces = 0  # streamed pieces received before the answer finished
-        self.done: dict[str, Any] | None = None
+        self.done: Done | ErrorReply | None = None  # how the answer ended: finished, or failed
         self.settings: dict[str, Any] = {}  # what it was asked with, for the conversation log
 
     def compose(self) -> ComposeResult:
@@ -61,30 +63,45 @@ class ChatTurn(Vertical):
         yield Static(Text("…", style="dim"), classes="turn-answer")
         yield Static("", classes="turn-meta")
 
+    def on_mount(self) -> None:
+        self.show()  # a quick answer may have come before the turn was on screen
+
     def append(self, text: str) -> None:
         self.text += text
         self.pieces += 1
         self.dirty = True
 
     def flush(self) -> bool:
-        """Show the text streamed since the last flush; False when nothing changed."""
-        if not self.dirty:
+        """Show the text streamed since the last flush; False when nothing changed (or nothing is on screen yet)."""
+        if not self.dirty or not self.query(".turn-answer"):
             return False
         self.dirty = False
         self.query_one(".turn-answer", Static).update(Text(self.text))
         return True
 
-    def finish(self, done: dict[str, Any]) -> None:
+    def finish(self, done: Done) -> None:
         self.done = done
-        self.text = done.get("text", self.text)
+        self.text = done.text
         self.dirty = True
-        self.flush()
-        self.query_one(".turn-meta", Static).update(answer_meta(done))
+        self.show()
 
     def fail(self, message: str) -> None:
-        self.done = {"error": message}
-        self.query_one(".turn-answer", Static).update(Text(self.text or "(no answer)", style="dim"))
-        self.query_one(".turn-meta", Static).update(Text(f" error: {message} ", style="bold white on red"))
+        self.done = ErrorReply(id=self.request_id, message=message)
+        self.show()
+
+    def show(self) -> None:
+        """The answer and the line under it as they stand (once the turn's widgets exist)."""
+        if not self.query(".turn-meta"):
+            return
+        if isinstance(self.done, ErrorReply):
+            self.dirty = False
+            self.query_one(".turn-answer", Static).update(Text(self.text or "(no answer)", style="dim"))
+            badge = Text(f" error: {self.done.message} ", style="bold white on red")
+            self.query_one(".turn-meta", Static).update(badge)
+            return
+        self.flush()
+        if self.done is not None:
+            self.query_one(".turn-meta", Static).update(answer_meta(self.done))
 
 
 class ChatPane(Vertical):
@@ -122,7 +139,7 @@ class ChatPane(Vertical):
         scroll.scroll_end(animate=False)
         return turn
 
-    def finish(self, turn: ChatTurn, done: dict[str, Any]) -> None:
+    def finish(self, turn: ChatTurn, done: Done) -> None:
         """Show a finished answer with its badge line, scrolled into view."""
         turn.finish(done)
         self.query_one(VerticalScroll).scroll_end(animate=False)
