@@ -27,7 +27,8 @@ from textual.widgets import DataTable, Input
 from tunedeck.core.chat.protocol import ChatReply, Done, Ready, Token
 from tunedeck.core.chat.resolve import ChatModel
 from tunedeck.core.config_files import load_config
-from tunedeck.core.stream.events import Eval, EventWriter, Host, Log, RunFinished, RunStarted, Sample, Step
+from tunedeck.core.stream.events import Eval, EventWriter, Log, RunFinished, RunStarted, Sample, Step
+from tunedeck.core.stream.events import Host as HostReading
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.chat_client import ChatTarget
 from tunedeck.tui.inspector import InspectRequest
@@ -152,7 +153,7 @@ def completed_run() -> str:
         lr = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / 30))
         writer.emit(Step(step=step, epoch=step / 10, loss=round(loss, 4), lr=lr, grad_norm=round(2 + math.cos(step), 3),
                          tokens_per_s=175.0, samples_per_s=24.51, total_steps=30, t=t))
-        writer.emit(Host(ram_used=int(3.1 * GIB), ram_total=int(23.5 * GIB), t=t))
+        writer.emit(HostReading(ram_used=int(3.1 * GIB), ram_total=int(23.5 * GIB), t=t))
         if step % 10 == 0:
             writer.emit(Eval(step=step, epoch=step / 10, eval_loss=round(0.6683 + 0.3 * (30 - step) / 10, 4),
                              perplexity=2.0, t=t))
