@@ -21,6 +21,12 @@ from tunedeck.core.config_fields import (
     save_preset,
 )
 from tunedeck.core.errors import TunedeckError
+from tunedeck.core.estimate.architecture import resolve_architecture
+from tunedeck.core.estimate.devices import choose_device
+from tunedeck.core.estimate.memory import estimate_peak_memory
+from tunedeck.core.estimate.verdict import suggestions, verdict
+from tunedeck.tui.screens.prompt import PromptScreen
+from tunedeck.tui.screens.review import ReviewScreen
 from tunedeck.tui.widgets.estimate_panel import EstimatePanel
 from tunedeck.tui.widgets.field_row import FieldRow
 
@@ -35,10 +41,13 @@ class ConfigFormScreen(Screen[None]):
         Binding("ctrl+s", "save_preset", "Save as preset"),
     ]
 
-    def __init__(self, preset: str | None, dataset: str | None = None):
+    def __init__(self, preset: str | None, dataset: str | None = None, data: dict[str, Any] | None = None):
+        """`dataset`: the data path; `data`: data fields chosen before the form (path or dataset_info + name,
+        a cutoff picked on the inspection screen)."""
         super().__init__()
         self.preset = preset
-        self.start_values = {("data", "path"): dataset} if dataset else {}
+        values = ({"path": dataset} if dataset else {}) | (data or {})
+        self.start_values = {("data", key): value for key, value in values.items()}
         self.base = build_from_form(preset, self.start_values)
         self.advice = preset_help(preset)
         self._device = None  # the GPU the estimate is for, found once
@@ -81,11 +90,6 @@ class ConfigFormScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="estimate")
     def compute_estimate(self, values: dict[tuple[str, ...], Any]) -> None:
-        from tunedeck.core.estimate.architecture import resolve_architecture
-        from tunedeck.core.estimate.devices import choose_device
-        from tunedeck.core.estimate.memory import estimate_peak_memory
-        from tunedeck.core.estimate.verdict import suggestions, verdict
-
         try:
             config = build_from_form(self.preset, values)
             arch = resolve_architecture(config.model.name_or_path)
@@ -127,15 +131,11 @@ class ConfigFormScreen(Screen[None]):
             return None
 
     def action_review(self) -> None:
-        from tunedeck.tui.screens.review import ReviewScreen
-
         config = self.checked_config()
         if config is not None:
             self.app.push_screen(ReviewScreen(config, self.preset))
 
     def action_save_preset(self) -> None:
-        from tunedeck.tui.screens.prompt import PromptScreen
-
         config = self.checked_config()
         if config is None:
             return
