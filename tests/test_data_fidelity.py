@@ -182,3 +182,27 @@ def test_which_of_path_and_dataset_info_is_read_is_said(tunedeck_cmd):
     assert describe_source(DataConfig(path="rows.json")) == "data: rows.json"
     result = run_cli(tunedeck_cmd, "data", "inspect", GLAIVE, "--dataset-info", INFO, "--name", "identity")
     assert result.returncode == 2 and "is not the file of entry 'identity'" in result.stderr
+
+
+def test_a_text_file_with_a_document_a_line_is_read_as_documents_and_said_so(tmp_path: Path, tokenizer):
+    words = "the river bends where the old mill stood and light falls across the water".split()
+    documents = [" ".join(f"{words[(d + k) % len(words)]}{'xyzw'[d]}" for k in range(120 + 40 * d)) + "."
+                 for d in range(4)]  # each document's words are its own
+    wiki = tmp_path / "wiki.txt"
+    wiki.write_text("\n".join(documents) + "\n", encoding="utf-8")
+    report = inspect_dataset(DataConfig(path=str(wiki), chunk_tokens=[40, 100]), tokenizer=tokenizer)
+    assert (report.format, report.layout) == ("text", "one document per line, 4 documents")
+    texts = [c.meta["text"] for c in load_rows(DataConfig(path=str(wiki), chunk_tokens=[40, 100]),
+                                               tokenizer=tokenizer).conversations]
+    assert report.samples == len(texts) > 4
+    for text in texts:  # no chunk spans two documents, and every document is all there, in order
+        assert sum(text in document for document in documents) == 1
+    assert "".join(texts).replace(" ", "") == "".join(documents).replace(" ", "")
+    assert [c.line for c in load_rows(str(wiki), tokenizer=tokenizer).conversations][:1] == [1]
+
+    paragraphs = tmp_path / "essay.txt"
+    paragraphs.write_text("\n\n".join(documents) + "\n", encoding="utf-8")  # blank lines: one document
+    assert inspect_dataset(paragraphs, tokenizer=tokenizer).layout == "paragraphs"
+    wrapped = tmp_path / "wrapped.txt"  # short lines, no blank line: hard-wrapped prose, one document
+    wrapped.write_text("\n".join(" ".join(words[:8]) for _ in range(30)) + "\n", encoding="utf-8")
+    assert inspect_dataset(wrapped, tokenizer=tokenizer).layout == "paragraphs"

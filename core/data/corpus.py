@@ -124,11 +124,12 @@ def text_documents(raw: str) -> tuple[list[list[Paragraph]], str]:
     return [paras], PARAGRAPHS
 
 
-def _layout(kinds: list[str]) -> str:
-    """How the files of a corpus were read, in one phrase: 'one document per line', or counts per kind."""
+def _layout(kinds: list[str], documents: int) -> str:
+    """How the files of a corpus were read, in one phrase: 'one document per line, 20 documents', or counts per
+    kind of file."""
     counted = Counter(kinds)
     if len(counted) == 1:
-        return kinds[0]
+        return f"{kinds[0]}, {documents} documents" if kinds[0] == LINE_DOCUMENTS else kinds[0]
     return ", ".join(f"{kind} ({n} file{'s' if n > 1 else ''})" for kind, n in counted.most_common())
 
 
@@ -142,6 +143,7 @@ def read_corpus(path: Path, fmt: str, count: ChunkCounter, min_tokens: int, max_
                         hint="a corpus folder holds Markdown (.md) or text (.txt) files, in subfolders too")
     chunks: list[Chunk] = []
     kinds: list[str] = []
+    lines = 0  # documents read one a line
     for file in files:
         try:
             raw = file.read_bytes().decode("utf-8-sig")
@@ -156,12 +158,13 @@ def read_corpus(path: Path, fmt: str, count: ChunkCounter, min_tokens: int, max_
         else:
             documents, kind = text_documents(raw)
         kinds.append(kind)
+        lines += len(documents) if kind == LINE_DOCUMENTS else 0
         for document in documents:
             chunks += chunk_paragraphs(document, count, min_tokens, max_tokens, name)
     if not chunks:
         raise DataError("the corpus holds no text after cleaning", where=str(path),
                         hint="front matter, HTML and image links are removed; the files need prose")
-    return chunks, _layout(kinds)
+    return chunks, _layout(kinds, lines)
 
 
 def corpus_samples(chunks: list[Chunk], mode: str, tasks: Sequence[str], single_file: bool) -> list[Conversation]:

@@ -68,7 +68,8 @@ def run_block(job: RowJob, start: int, stop: int) -> BlockResult:
         except ValueError as exc:
             out.findings += schema_findings([Problem(row.index, row.line, str(exc))])
             continue
-        out.placeholders.update({name for m in conv.messages for name in find_placeholders(m.content)})
+        if any("{{" in m.content for m in conv.messages):
+            out.placeholders.update({name for m in conv.messages for name in find_placeholders(m.content)})
         reason = untrainable_reason(conv)
         out.findings += conversation_findings(conv, reason)
         out.findings += text_findings(conv)
@@ -78,8 +79,9 @@ def run_block(job: RowJob, start: int, stop: int) -> BlockResult:
         texts.append(sample_words(conv))
         if reason is None:
             conv = conv.with_system(job.system_prompt)
-            lacks = template_lacks(job.counter.tokenizer, conv.to_chat(), conv.tools, job.render)
-            out.findings += tool_format_findings(conv, lacks, job.template)
+            if conv.tools or any(m.tool_calls or m.role == "tool" for m in conv.messages):
+                lacks = template_lacks(job.counter.tokenizer, conv.to_chat(), conv.tools, job.render)
+                out.findings += tool_format_findings(conv, lacks, job.template)
             sample = measure_sample(job.counter, job.render, conv, job.cutoff)
             out.samples.append((row.index, row.line, sample.length, sample.assistant, sample.trained))
     out.signatures = sample_signatures(texts)
