@@ -96,7 +96,8 @@ async def test_samples_cut_by_the_cutoff_are_said_and_a_cutoff_that_keeps_95_per
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: isinstance(app.screen, DataScreen) and app.screen.report is not None)
         summary = str(app.screen.query_one("#data-summary", Static).content)
-        assert warning in " ".join(summary.split())
+        assert (f"          {over} of 20 cut · {stats['answer_tokens_lost']} trained tokens lost\n"
+                f"          {keep95} keeps 95% whole (5) · {keep99} 99% (9)\n") in summary
         assert warning in str(app.screen.query_one("#data-status", Static).content)
         assert any(warning == n.message for n in app._notifications)
         footer = screen_text(app)

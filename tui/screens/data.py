@@ -38,9 +38,8 @@ def summary_text(report: dict[str, Any]) -> Text:
         over = stats["over_cutoff"]
         line("cutoff", f"{stats['cutoff']} · {over} over · {stats['assistant_lost']} lose every answer token",
              "yellow" if over else "")
-        loss = cut_warning(stats)
-        if loss:
-            line("", loss, "bold yellow")
+        for said in cut_lines(stats):
+            line("", said, "bold yellow")
     if report.get("layout"):
         line("read as", report["layout"])
     placeholders = report.get("placeholders") or {}
@@ -54,15 +53,24 @@ def summary_text(report: dict[str, Any]) -> Text:
 
 
 def cut_warning(stats: dict[str, Any]) -> str:
-    """What the cutoff takes, said where the dataset is accepted: samples cut, trained tokens lost, and the
-    cutoffs (measured percentiles) that keep 95% and 99% of the samples whole; empty when nothing is cut."""
+    """What the cutoff takes, said where the dataset is accepted: samples cut, trained tokens lost, and the cutoffs
+    (measured percentiles) that keep 95% and 99% of the samples whole; empty when nothing is cut."""
     over = stats.get("over_cutoff", 0)
     if not over:
         return ""
     lost = stats.get("answer_tokens_lost")
     tokens = f", {lost} of {stats['answer_tokens']} trained tokens lost" if lost is not None else ""
-    return (f"{over} of {stats['count']} samples are cut{tokens}; cutoff {keeping(stats, 0.95)} keeps 95% "
-            f"whole (5), {keeping(stats, 0.99)} keeps 99% (9)")
+    return (f"{over} of {stats['count']} samples are cut{tokens}; cutoff {keeping(stats, 0.95)} keeps 95% whole (5), "
+            f"{keeping(stats, 0.99)} keeps 99% (9)")
+
+
+def cut_lines(stats: dict[str, Any]) -> list[str]:
+    """The same, short enough for the summary pane."""
+    if not stats.get("over_cutoff"):
+        return []
+    lost = stats.get("answer_tokens_lost")
+    return [f"{stats['over_cutoff']} of {stats['count']} cut" + (f" · {lost} trained tokens lost" if lost else ""),
+            f"{keeping(stats, 0.95)} keeps 95% whole (5) · {keeping(stats, 0.99)} 99% (9)"]
 
 
 def keeping(stats: dict[str, Any], share: float) -> int:

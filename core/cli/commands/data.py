@@ -147,13 +147,14 @@ def format_report(report: InspectReport, show: int = 20, kinds: list[str] | None
 
 
 def _cut_advice(summary: dict) -> str:
-    """What the cut samples lose, and the cutoffs that keep 95% / 99% of the samples whole."""
+    """What the cut samples lose, and the cutoffs that keep 95% / 99% of the samples whole (on its own line)."""
     if not summary["over_cutoff"]:
         return ""
     lost = summary.get("answer_tokens_lost")
-    lost_text = f"; {lost} of {summary['answer_tokens']} trained tokens lost" if lost is not None else ""
+    total = summary["answer_tokens"]
+    lost_text = f"the cut samples lose {lost} of {total} trained tokens; " if lost is not None else ""
     keep95, keep99 = (max(summary["cutoff"], summary[key]) for key in ("cutoff_keeps_95", "cutoff_keeps_99"))
-    return f"{lost_text}; --cutoff {keep95} keeps 95% whole, {keep99} keeps 99%"
+    return f"\n  {lost_text}--cutoff {keep95} keeps 95% of the samples whole, {keep99} keeps 99%"
 
 
 def prepare_command(args: argparse.Namespace, open_app=None) -> int:
