@@ -129,6 +129,9 @@ def test_a_bad_fill_is_one_line(tunedeck_cmd, tmp_path: Path):
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "tunedeck: --fill: bad --fill 'no value' (give NAME=VALUE for a {{NAME}} placeholder, e.g. --fill "
         "name=Tunedeck)"]
+    nothing = run_cli(tunedeck_cmd, "data", "inspect")
+    assert nothing.returncode == 2 and nothing.stderr.strip() == (
+        "tunedeck: no data given (give a data file, a corpus folder, or --dataset-info FILE --name ENTRY)")
 
 
 CONTROLS = [

@@ -71,6 +71,9 @@ def source_config(path: str | Path | DataConfig, fmt: str | None = None, dataset
             raise ConfigError(f"{path} is not the file of entry '{name}' ({entry_file})", where=str(dataset_info),
                               hint="give the entry's file, or leave PATH out")
         return DataConfig(format=fmt, dataset_info=str(info), name=name, **fields)
+    if not str(path):
+        raise ConfigError("no data given",
+                          hint="give a data file, a corpus folder, or --dataset-info FILE --name ENTRY")
     return DataConfig(path=str(path), format=fmt, **fields)
 
 
