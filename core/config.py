@@ -6,6 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from tunedeck.core.export.quant_types import normalize_quant_types
+from tunedeck.core.models.templates import TEMPLATE_NAMES
+
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
 
@@ -51,8 +54,6 @@ class ModelConfig(Section):
     @field_validator("template")
     @classmethod
     def _known_template(cls, value: str) -> str:
-        from tunedeck.core.models.templates import TEMPLATE_NAMES
-
         if value != "auto" and value not in TEMPLATE_NAMES:
             raise ValueError(f"unknown template {value!r}; use 'auto' or one of {', '.join(TEMPLATE_NAMES)}")
         return value
@@ -96,6 +97,11 @@ class DataConfig(Section):
     system_prompt: str | None = Field(
         None, description="System prompt given to every conversation that has none of its own."
     )
+    placeholders: dict[str, str] = Field(
+        default_factory=dict,
+        description="Values for template placeholders in the data, e.g. {name: Tunedeck, author: me} turns "
+        "'I am {{name}}' into 'I am Tunedeck' (LLaMA-Factory's identity.json uses {{name}} and {{author}}).",
+    )
     corpus_mode: Literal["pretrain", "style_sft"] = Field(
         "pretrain",
         description="Markdown / text corpora only: 'pretrain' trains on the cleaned text itself (continued "
@@ -119,6 +125,15 @@ class DataConfig(Section):
     def _chunk_range(cls, value: list[int]) -> list[int]:
         if len(value) != 2 or not 16 <= value[0] < value[1]:
             raise ValueError("data.chunk_tokens is [min, max] with 16 <= min < max, e.g. [300, 800]")
+        return value
+
+    @field_validator("placeholders", mode="before")
+    @classmethod
+    def _placeholder_values(cls, value: Any) -> Any:
+        if value is None:  # an emptied form field
+            return {}
+        if isinstance(value, dict):  # YAML reads `name: 2` as a number and `name:` as None: all are text
+            return {str(k): "" if v is None else str(v) for k, v in value.items()}
         return value
 
     @model_validator(mode="after")
@@ -336,8 +351,6 @@ class ExportConfig(Section):
     @field_validator("quantizations")
     @classmethod
     def _known_quantizations(cls, value: list[str]) -> list[str]:
-        from tunedeck.core.export.quant_types import normalize_quant_types
-
         return normalize_quant_types(value)
 
 

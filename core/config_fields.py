@@ -13,11 +13,12 @@ import annotated_types
 import yaml
 from pydantic import BaseModel
 
+from tunedeck.core.atomic import write_atomic
 from tunedeck.core.config import Config
 from tunedeck.core.config_files import ConfigBuilder, preset_comments, preset_path, user_preset_dir
 from tunedeck.core.errors import ConfigError
 
-Kind = Literal["bool", "choice", "int", "float", "text", "list"]
+Kind = Literal["bool", "choice", "int", "float", "text", "list", "mapping"]
 FORM_SOURCE = "the form"
 
 
@@ -66,6 +67,8 @@ def _kind_of(annotation: Any) -> tuple[Kind, tuple[Any, ...], bool]:
         return "choice", tuple(args), optional
     if origin is list:
         return "list", (), optional
+    if origin is dict:
+        return "mapping", (), optional
     simple: dict[Any, Kind] = {bool: "bool", int: "int", float: "float"}
     return simple.get(annotation, "text"), (), optional
 
@@ -89,11 +92,12 @@ def field_value(config: Config, spec: FieldSpec) -> Any:
 
 
 def value_text(value: Any) -> str:
-    """A value as the text an input shows: lists in YAML flow style, None as empty."""
+    """A value as the text an input shows: lists and mappings in YAML flow style, None as empty."""
     if value is None:
         return ""
-    if isinstance(value, list):
-        return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000).strip()
+    if isinstance(value, list | dict):
+        return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000,
+                              sort_keys=False).strip()
     return str(value)
 
 
@@ -102,7 +106,7 @@ def text_value(spec: FieldSpec, text: str) -> Any:
     text = text.strip()
     if not text:
         return None if spec.optional or spec.kind != "text" else ""
-    if spec.kind in ("int", "float", "list"):
+    if spec.kind in ("int", "float", "list", "mapping"):
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError:
@@ -146,8 +150,6 @@ def preset_help(preset: str | None) -> dict[tuple[str, ...], str]:
 
 def save_preset(name: str, config: Config, based_on: str | None = None) -> Path:
     """Write the values that differ from the defaults as a user preset; returns its path."""
-    from tunedeck.core.atomic import write_atomic
-
     if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise ConfigError(f"invalid preset name '{name}'", hint="letters, digits, '-', '_' and '.' only")
     defaults = Config()

@@ -40,3 +40,20 @@ CONVERSATIONS: list[list[dict[str, Any]]] = [
     [{"role": "system", "content": "Line one\nline two"}, {"role": "user", "content": "a"},
      {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}],
 ]
+
+TOOL = {"type": "function", "function": {"name": "add", "description": "Add two numbers <a & b>",
+                                         "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}}
+# A tool-call conversation: a call with no text, a call after text, two results, and the final answer.
+TOOL_CONVERSATION: list[dict[str, Any]] = [
+    {"role": "user", "content": "sum two plus two"},
+    {"role": "assistant", "content": "", "tool_calls": [{"type": "function",
+                                                         "function": {"name": "add", "arguments": {"a": 2, "b": 2}}}]},
+    {"role": "tool", "content": "4"},
+    {"role": "assistant", "content": "Checking once more.",
+     "tool_calls": [{"type": "function", "function": {"name": "add", "arguments": {"a": 2, "b": 2}}},
+                    {"type": "function", "function": {"name": "add", "arguments": {"a": 4, "b": 0}}}]},
+    {"role": "tool", "content": "4"},
+    {"role": "tool", "content": "4"},
+    {"role": "user", "content": "and?"},
+    {"role": "assistant", "content": "four"},
+]

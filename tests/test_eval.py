@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 
 from tunedeck.core.config_files import load_config
-from tunedeck.core.evaluate.heldout import load_held_out
+from tunedeck.core.data.conversation import Conversation, Message
+from tunedeck.core.data.loading import load_data
+from tunedeck.core.data.tokenize import encode_conversation
+from tunedeck.core.evaluate.heldout import as_held_out, load_held_out
 from tunedeck.core.evaluate.job import start_eval
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
+from tunedeck.core.evaluate.recipe import _prompt_text, eval_losses, load_model
 from tunedeck.core.jobs.runs import RunDir, create_run
 from tunedeck.core.stream.events import EvalFinished, EvalProgress, EvalStarted, read_events
 
@@ -47,8 +51,6 @@ def tiny_run(tiny_model_dir: Path, tmp_path_factory) -> RunDir:
 
 
 def test_held_out_rows_default_to_the_validation_split_the_run_did_not_train_on(tmp_path: Path):
-    from tunedeck.core.data.loading import load_data
-
     rows = [{"instruction": f"Question number {i}?", "input": "", "output": f"Answer {i}."} for i in range(40)]
     (tmp_path / "d.json").write_text(json.dumps(rows), encoding="utf-8")
     config = load_config(overrides=[f"data.path={tmp_path / 'd.json'}", "data.val_size=0.25"])
@@ -117,9 +119,6 @@ def test_batched_loss_matches_one_row_at_a_time_and_the_plain_base_model(tiny_ru
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tunedeck.core.data.tokenize import encode_conversation
-    from tunedeck.core.evaluate.recipe import eval_losses, load_model
-
     config = tiny_run.load_config()
     model, tokenizer, precision = load_model(config, tiny_run.adapter)
     assert precision == "fp32"
@@ -185,3 +184,19 @@ def test_stopping_the_worker_ends_the_evaluation_after_the_current_batch(tiny_ru
     assert isinstance(events[-1], EvalFinished) and events[-1].status == "stopped"
     assert sum(isinstance(e, EvalProgress) for e in events) < 20  # 5 rows x 4 phases, one row per batch
     assert layout.read_status()["status"] == "stopped"
+
+
+def test_held_out_text_and_tool_calls_are_asked_as_they_were_trained(tmp_path: Path, tokenizer):
+    text = "The river bends where the old mill stood. Every morning light falls across the water."
+    row = as_held_out(Conversation([], 0, meta={"text": text}))
+    assert row.text_prompt + row.reference == text and row.question == row.text_prompt
+    assert 0 < len(row.text_prompt) <= len(text) // 2 + 1 and row.reference.startswith(" ")
+    assert _prompt_text(tokenizer, row) == row.text_prompt  # SmolLM2 adds no BOS: the text as trained, no template
+
+    call = {"type": "function", "function": {"name": "add", "arguments": {"a": 2}}}
+    conv = Conversation([Message("user", "add"), Message("assistant", "", [call])], 0,
+                        tools=[{"type": "function", "function": {"name": "add", "parameters": {}}}])
+    row = as_held_out(conv)
+    assert row.reference == '{"name": "add", "arguments": {"a":2}}'
+    prompt = _prompt_text(tokenizer, row)
+    assert prompt.startswith("<|im_start|>system\n# Tools\n") and prompt.endswith("<|im_start|>assistant\n")

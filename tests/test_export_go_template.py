@@ -16,6 +16,8 @@ from tunedeck.core.export.chat_format import detect_chat_format, go_template
 from tunedeck.core.export.ollama_reference import ollama_inputs, render_like_ollama
 
 from .export_helpers import CONVERSATIONS, llama3_tokenizer, qwen_tokenizer
+from .export_helpers import TOOL as ESCAPED_TOOL
+from .export_helpers import TOOL_CONVERSATION as CALLS
 
 GO_PROGRAM = r"""
 package main
@@ -130,3 +132,17 @@ def test_go_template_with_tools_matches_the_reference(go_renderer):
     got = go_renderer(go_template(fmt, False), dot_system, dot_messages, [TOOL])
     assert got == render_like_ollama(fmt, TOOL_CONVERSATION, "Use tools.", [TOOL])
     assert "<tool_response>\n4\n</tool_response>\n<tool_response>\nfour\n</tool_response><|im_end|>" in got
+
+
+@pytest.mark.parametrize("system", ["", "Use tools."])
+@pytest.mark.parametrize("name", ["chatml", "llama3", "smollm2"])
+def test_go_template_carries_tools_in_the_fallback_form(go_renderer, tokenizer, name, system):
+    tok = {"chatml": lambda: qwen_tokenizer("chatml"), "llama3": llama3_tokenizer, "smollm2": lambda: tokenizer}[name]()
+    fmt = detect_chat_format(tok)
+    prompt = CALLS[:-1]
+    dot_system, dot_messages = ollama_inputs(prompt, system or None)
+    got = go_renderer(go_template(fmt, False), dot_system, dot_messages, [ESCAPED_TOOL])
+    assert got == render_like_ollama(fmt, prompt, system or None, [ESCAPED_TOOL], bos_token=tok.bos_token or "")
+    assert '{"name": "add", "arguments": {"a":2,"b":2}}' in got
+    no_tools = go_renderer(go_template(fmt, False), dot_system, ollama_inputs(CONVERSATIONS[0], None)[1])
+    assert no_tools == render_like_ollama(fmt, CONVERSATIONS[0], system or None, bos_token=tok.bos_token or "")

@@ -7,12 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tunedeck.core.config import SamplingConfig
+from tunedeck.core.data.tool_format import template_inputs
 from tunedeck.core.errors import ConfigError
 from tunedeck.core.export.chat_format import detect_chat_format, go_template, stop_strings
+from tunedeck.core.export.checks import modelfile_template_check, prompt_messages, template_round_trip
 from tunedeck.core.export.modelfile import ModelfileSpec, quote_value, render_modelfile
 from tunedeck.core.export.ollama_reference import parse_modelfile, render_like_ollama
+from tunedeck.core.models.loading import BUILTIN_MODELS, builtin_gguf_path
 
-from .export_helpers import CONVERSATIONS, llama3_tokenizer, qwen_tokenizer
+from .export_helpers import CONVERSATIONS, TOOL, TOOL_CONVERSATION, llama3_tokenizer, qwen_tokenizer
 
 
 def spec(system: str | None, template: str = "{{ .Prompt }}") -> ModelfileSpec:
@@ -95,5 +98,29 @@ def test_formats_are_recognised(tokenizer):
 
 def test_llama3_template_leaves_bos_to_ollama_when_the_gguf_adds_it():
     fmt = detect_chat_format(llama3_tokenizer())
-    assert go_template(fmt, gguf_adds_bos=True).startswith("{{ if .System }}")
-    assert go_template(fmt, gguf_adds_bos=False).startswith("<|begin_of_text|>{{ if .System }}")
+    assert go_template(fmt, gguf_adds_bos=True).startswith("{{ if or .System .Tools }}")
+    assert go_template(fmt, gguf_adds_bos=False).startswith("<|begin_of_text|>{{ if or .System .Tools }}")
+
+
+@pytest.mark.parametrize("system", [None, "Be brief."])
+@pytest.mark.parametrize("make", [lambda: qwen_tokenizer("chatml"), llama3_tokenizer, "smollm2"],
+                         ids=["chatml", "llama3", "smollm2"])
+def test_templates_without_tools_carry_them_to_ollama_in_the_fallback_form(make, system, tokenizer):
+    tok = tokenizer if make == "smollm2" else make()
+    fmt = detect_chat_format(tok)
+    assert not fmt.tools
+    prompt = prompt_messages(TOOL_CONVERSATION)
+    jinja = prompt if not system else [{"role": "system", "content": system}, *prompt]
+    expected = tok.apply_chat_template(*template_inputs(tok, jinja, [TOOL]), tokenize=False, add_generation_prompt=True)
+    got = render_like_ollama(fmt, prompt, system, [TOOL], bos_token=tok.bos_token or "")
+    assert got == expected
+    assert '{"name": "add", "arguments": {"a":2,"b":2}}\n{"name": "add", "arguments": {"a":4,"b":0}}' in got
+    assert '"description":"Add two numbers \\u003ca \\u0026 b\\u003e"' in got  # Go's json escaping, as Ollama
+    check = modelfile_template_check(tok, fmt, [(TOOL_CONVERSATION, [TOOL])], system, False)
+    assert check["passed"] and check["compared"] == 1, check
+
+
+def test_the_gguf_round_trip_covers_a_tool_call_conversation(tokenizer):
+    gguf = builtin_gguf_path(BUILTIN_MODELS["smollm2-135m-instruct"])
+    checked = template_round_trip(gguf, tokenizer, [(TOOL_CONVERSATION, [TOOL]), (CONVERSATIONS[2], None)])
+    assert checked["passed"] and checked["compared"] == 4, checked

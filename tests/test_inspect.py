@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import SHARED_DATASETS
 from tunedeck.core.data.conversation import Conversation, Message
 from tunedeck.core.data.tokenize import IGNORE_INDEX, encode_conversation
+from tunedeck.core.data.tool_format import template_inputs
 from tunedeck.core.inspect.duplicates import near_duplicates, shingles, signatures
 from tunedeck.core.inspect.fast_render import ChatRenderer, copies_text_verbatim
 from tunedeck.core.inspect.inspect import InspectCancelled, inspect_dataset, load_rows
@@ -38,9 +39,15 @@ def chat(*pairs, tools=None, row=0) -> Conversation:
 
 
 def plain_length(tokenizer, conv: Conversation, template: str | None = None) -> int:
-    """The direct count: apply_chat_template + tokenize, one row at a time."""
-    text = tokenizer.apply_chat_template(conv.to_chat(), tools=conv.tools, tokenize=False, chat_template=template)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    """The direct count: apply_chat_template + tokenize, one row at a time, of what the template receives (tools
+    and calls it cannot show in the fallback form)."""
+    def render(messages, tools, generation_prompt):
+        return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, chat_template=template,
+                                             add_generation_prompt=generation_prompt)
+
+    render.chat_template = template or tokenizer.chat_template
+    messages, tools = template_inputs(tokenizer, conv.to_chat(), conv.tools, render)
+    return len(tokenizer(render(messages, tools, False), add_special_tokens=False)["input_ids"])
 
 
 @needs_shared

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED_DATASETS
+from tunedeck.core.data.tool_format import template_inputs
 from tunedeck.core.inspect.inspect import load_rows
 
 INFO = SHARED_DATASETS / "dataset_info.json"
@@ -28,7 +29,8 @@ def test_inspect_json_reports_rows_format_and_the_tokenizers_count(tunedeck_cmd,
     progress = [json.loads(line) for line in result.stderr.splitlines() if line.startswith('{"done"')]
     assert progress[-1] == {"done": 300, "total": 300}
     assert (report["format"], report["rows"], report["samples"], report["template"]) == ("sharegpt", 300, 300, "auto")
-    lengths = [len(tokenizer.apply_chat_template(c.to_chat(), tools=c.tools, tokenize=True)["input_ids"])
+    lengths = [len(tokenizer.apply_chat_template(*template_inputs(tokenizer, c.to_chat(), c.tools),
+                                                 tokenize=True)["input_ids"])
                for c in load_rows("", dataset_info=INFO, name=name).conversations]
     assert report["lengths"]["total"] == sum(lengths) and report["lengths"]["max"] == max(lengths)
     assert report["lengths"]["over_cutoff"] == sum(n > 2048 for n in lengths) == report["counts"]["truncated"]

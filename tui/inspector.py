@@ -25,6 +25,8 @@ class InspectRequest:
     cutoff: int = 2048
     corpus_mode: str = "pretrain"
     chunk_tokens: tuple[int, int] = (300, 800)
+    system_prompt: str | None = None
+    placeholders: tuple[tuple[str, str], ...] = ()  # data.placeholders as (name, value) pairs
 
 
 def worker_command(request: InspectRequest) -> list[str]:
@@ -36,6 +38,9 @@ def worker_command(request: InspectRequest) -> list[str]:
         command += ["--format", request.format]
     if request.dataset_info:
         command += ["--dataset-info", request.dataset_info, "--name", request.name or ""]
+    if request.system_prompt:  # one argument each, so a value starting with '-' stays a value
+        command.append(f"--system={request.system_prompt}")
+    command += [f"--fill={name}={value}" for name, value in request.placeholders]
     return command
 
 

@@ -13,7 +13,7 @@ from tunedeck.core.config import Config
 from tunedeck.core.data.loading import data_files
 
 # Bump when tokenization (templates, masks, cutoff handling) changes what it produces.
-TOKENIZATION_VERSION = "2"  # 2: Markdown / text corpora (chunk samples, pretraining text)
+TOKENIZATION_VERSION = "3"  # 2: Markdown / text corpora; 3: tool fallback form, one document per line in .txt
 
 
 @dataclass

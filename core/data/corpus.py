@@ -12,17 +12,22 @@ Two kinds of sample come out:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import median
 from typing import Any
 
-from tunedeck.core.data.chunking import Chunk, Counter, chunk_paragraphs, sentences, token_counter
+from tunedeck.core.data.chunking import Chunk, chunk_paragraphs, sentences, token_counter
+from tunedeck.core.data.chunking import Counter as ChunkCounter
 from tunedeck.core.data.conversation import Conversation, Message
-from tunedeck.core.data.markdown import paragraphs
+from tunedeck.core.data.markdown import Paragraph, paragraphs
 from tunedeck.core.errors import DataError
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".mdx": "markdown", ".txt": "text", ".text": "text"}
 CORPUS_FORMATS = ("markdown", "text")
+DOCUMENT_LINE_CHARS = 500  # a text file without blank lines whose median line is this long holds a document a line
+LINE_DOCUMENTS, PARAGRAPHS, MARKDOWN = "one document per line", "paragraphs", "Markdown"
 CONTINUE_PROMPT = "Continue this text in the same style:\n\n{head}"
 EXPAND_PROMPT = "Write the full text in the same style, following this outline:\n\n{outline}"
 
@@ -104,13 +109,41 @@ def is_text_sample(conv: Conversation) -> bool:
     return "text" in conv.meta
 
 
-def read_corpus(path: Path, fmt: str, count: Counter, min_tokens: int, max_tokens: int) -> list[Chunk]:
-    """Every file of the corpus cleaned and chunked, in file order."""
+def text_documents(raw: str) -> tuple[list[list[Paragraph]], str]:
+    """A plain-text file's documents (each a list of paragraphs) and how it was read.
+
+    One document per line, LLaMA-Factory's pretraining text (wiki_demo.txt): no blank line between the lines and
+    the median line at least DOCUMENT_LINE_CHARS characters long. Otherwise the file is one document whose
+    paragraphs are separated by blank lines.
+    """
+    paras = paragraphs(raw, markdown=False)
+    if len(paras) == 1 and "\n" in paras[0].text:
+        lines = paras[0].text.split("\n")
+        if median(len(line) for line in lines) >= DOCUMENT_LINE_CHARS:
+            return [[Paragraph(line, paras[0].line + i)] for i, line in enumerate(lines)], LINE_DOCUMENTS
+    return [paras], PARAGRAPHS
+
+
+def _layout(kinds: list[str], documents: int) -> str:
+    """How the files of a corpus were read, in one phrase: 'one document per line, 20 documents', or counts per
+    kind of file."""
+    counted = Counter(kinds)
+    if len(counted) == 1:
+        return f"{kinds[0]}, {documents} documents" if kinds[0] == LINE_DOCUMENTS else kinds[0]
+    return ", ".join(f"{kind} ({n} file{'s' if n > 1 else ''})" for kind, n in counted.most_common())
+
+
+def read_corpus(path: Path, fmt: str, count: ChunkCounter, min_tokens: int, max_tokens: int
+                ) -> tuple[list[Chunk], str]:
+    """Every file of the corpus cleaned and chunked, in file order (documents never share a chunk); and how the
+    files were read (Markdown, paragraphs, one document per line)."""
     files = corpus_files(path)
     if not files:
         raise DataError("no .md or .txt files in the folder", where=str(path),
                         hint="a corpus folder holds Markdown (.md) or text (.txt) files, in subfolders too")
     chunks: list[Chunk] = []
+    kinds: list[str] = []
+    lines = 0  # documents read one a line
     for file in files:
         try:
             raw = file.read_bytes().decode("utf-8-sig")
@@ -120,12 +153,18 @@ def read_corpus(path: Path, fmt: str, count: Counter, min_tokens: int, max_token
             raise DataError(f"not UTF-8 (byte at offset {exc.start})", where=str(file),
                             hint="re-save the file as UTF-8") from None
         name = file.relative_to(path).as_posix() if path.is_dir() else file.name
-        markdown = fmt == "markdown" and SUFFIXES.get(file.suffix.lower(), "markdown") == "markdown"
-        chunks += chunk_paragraphs(paragraphs(raw, markdown), count, min_tokens, max_tokens, name)
+        if fmt == "markdown" and SUFFIXES.get(file.suffix.lower(), "markdown") == "markdown":
+            documents, kind = [paragraphs(raw, True)], MARKDOWN
+        else:
+            documents, kind = text_documents(raw)
+        kinds.append(kind)
+        lines += len(documents) if kind == LINE_DOCUMENTS else 0
+        for document in documents:
+            chunks += chunk_paragraphs(document, count, min_tokens, max_tokens, name)
     if not chunks:
         raise DataError("the corpus holds no text after cleaning", where=str(path),
                         hint="front matter, HTML and image links are removed; the files need prose")
-    return chunks
+    return chunks, _layout(kinds, lines)
 
 
 def corpus_samples(chunks: list[Chunk], mode: str, tasks: Sequence[str], single_file: bool) -> list[Conversation]:
@@ -140,8 +179,9 @@ def corpus_samples(chunks: list[Chunk], mode: str, tasks: Sequence[str], single_
     return samples
 
 
-def load_corpus(path: Path, fmt: str, cfg: Any, tokenizer: Any | None = None) -> list[Conversation]:
-    """A corpus path and a DataConfig (corpus_mode, chunk_tokens, corpus_tasks) to samples."""
+def load_corpus(path: Path, fmt: str, cfg: Any, tokenizer: Any | None = None) -> tuple[list[Conversation], str]:
+    """A corpus path and a DataConfig (corpus_mode, chunk_tokens, corpus_tasks) to samples, and how the files
+    were read."""
     low, high = cfg.chunk_tokens
-    chunks = read_corpus(path, fmt, token_counter(tokenizer), low, high)
-    return corpus_samples(chunks, cfg.corpus_mode, cfg.corpus_tasks, not path.is_dir())
+    chunks, layout = read_corpus(path, fmt, token_counter(tokenizer), low, high)
+    return corpus_samples(chunks, cfg.corpus_mode, cfg.corpus_tasks, not path.is_dir()), layout

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping as PlaceholderValues
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunedeck.core.data.conversation import Conversation, Message
+from tunedeck.core.data.placeholders import fill_placeholders
 from tunedeck.core.data.records import Problem, Records, Row
 from tunedeck.core.errors import DataError
 
@@ -90,19 +92,21 @@ def detect_format(records: Records) -> str:
     )
 
 
-def convert_row(row: Row, mapping: Mapping) -> Conversation:
-    """One row as a conversation; ValueError says why it cannot be one."""
-    return (_alpaca_row if mapping.formatting == "alpaca" else _sharegpt_row)(row, mapping)
+def convert_row(row: Row, mapping: Mapping, placeholders: PlaceholderValues | None = None) -> Conversation:
+    """One row as a conversation, {{name}} placeholders filled from `placeholders`; ValueError says why it cannot
+    be one."""
+    conv = (_alpaca_row if mapping.formatting == "alpaca" else _sharegpt_row)(row, mapping)
+    return fill_placeholders(conv, placeholders)
 
 
-def to_conversations(records: Records, mapping: Mapping) -> tuple[list[Conversation], list[Problem]]:
+def to_conversations(records: Records, mapping: Mapping, placeholders: PlaceholderValues | None = None
+                     ) -> tuple[list[Conversation], list[Problem]]:
     """Normalize rows; rows that cannot be used become problems naming their row and line."""
-    convert = _alpaca_row if mapping.formatting == "alpaca" else _sharegpt_row
     conversations: list[Conversation] = []
     problems = list(records.problems)
     for row in records.rows:
         try:
-            conversations.append(convert(row, mapping))
+            conversations.append(convert_row(row, mapping, placeholders))
         except ValueError as exc:
             problems.append(Problem(row.index, row.line, str(exc)))
     return conversations, problems

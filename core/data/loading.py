@@ -1,4 +1,4 @@
-"""From a DataConfig to conversations: resolve the file, detect the format, normalize, split."""
+"""From a DataConfig to conversations: open the file or corpus, detect the format, normalize, split."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from tunedeck.core.config import DataConfig
 from tunedeck.core.data.conversation import Conversation
 from tunedeck.core.data.corpus import corpus_files, corpus_format, load_corpus
 from tunedeck.core.data.formats import Mapping, detect_format, mapping_from_dataset_info, to_conversations
-from tunedeck.core.data.records import Problem, read_records, resolve_data_path
+from tunedeck.core.data.placeholders import fill_placeholders
+from tunedeck.core.data.records import Problem, Records, read_records, resolve_data_path
 from tunedeck.core.errors import DataError
 
 
@@ -21,6 +22,65 @@ class LoadedData:
     format: str
     conversations: list[Conversation]
     problems: list[Problem]
+    layout: str = ""  # how a text corpus was read (one document per line, paragraphs, Markdown)
+
+
+@dataclass
+class DataSource:
+    """A configured dataset, opened: a row file's records and how they map onto conversations, or a corpus's
+    samples. Every entry point (training, the CLI, the app's inspector, estimate, eval) reads data through it."""
+
+    path: Path
+    format: str
+    records: Records | None = None
+    mapping: Mapping | None = None
+    samples: list[Conversation] | None = None  # a Markdown / text corpus's samples
+    layout: str = ""
+
+    @property
+    def rows(self) -> int:
+        """Rows in the file (samples for a corpus)."""
+        if self.records is None:
+            return len(self.samples or [])
+        return len(self.records.rows) + len(self.records.problems)
+
+    def conversations(self, placeholders: dict[str, str] | None = None) -> tuple[list[Conversation], list[Problem]]:
+        """Every row that is a conversation ({{name}} placeholders filled), and the rows that are not."""
+        if self.records is None:
+            return [fill_placeholders(c, placeholders) for c in self.samples or []], []
+        assert self.mapping is not None
+        return to_conversations(self.records, self.mapping, placeholders)
+
+
+def open_source(cfg: DataConfig, tokenizer: Any | None = None, path: str | None = None) -> DataSource:
+    """Open the data a DataConfig names (data.dataset_info + data.name win over data.path); `path` reads another
+    file the same way (data.val_path). The tokenizer measures a corpus's chunks; without one they are estimated."""
+    mapping = None
+    if cfg.dataset_info:
+        entry_file, mapping = mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or "")
+        file = resolve_data_path(path) if path else entry_file
+    else:
+        file = resolve_data_path(path or cfg.path)
+    corpus = corpus_format(file, cfg.format) if mapping is None else None
+    if corpus:
+        samples, layout = load_corpus(file, corpus, cfg, tokenizer)
+        return DataSource(file, corpus, samples=samples, layout=layout)
+    records = read_records(file)
+    if mapping is None:
+        mapping = Mapping.default(detect_format(records) if cfg.format == "auto" else cfg.format)
+    return DataSource(file, mapping.name or mapping.formatting, records, mapping)
+
+
+def describe_source(cfg: DataConfig) -> str:
+    """Which data a config trains on, in one line; says so when data.path is set but not used."""
+    if not cfg.dataset_info:
+        return f"data: {cfg.path}" + (f" (format {cfg.format})" if cfg.format != "auto" else "")
+    line = f"data: entry '{cfg.name}' of {cfg.dataset_info}"
+    try:
+        line += f" -> {mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or '')[0]}"
+    except DataError as exc:
+        line += f" ({exc.one_line()})"
+    return line + f"; data.path ({cfg.path}) is not used"
 
 
 def load_data(cfg: DataConfig, tokenizer: Any | None = None) -> LoadedData:
@@ -28,21 +88,14 @@ def load_data(cfg: DataConfig, tokenizer: Any | None = None) -> LoadedData:
 
     The tokenizer measures the chunks of Markdown / text corpora; without one their sizes are estimated.
     """
-    if cfg.dataset_info:
-        path, mapping = mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or "")
-        return _load(path, mapping, cfg)
-    path = resolve_data_path(cfg.path)
-    return _load(path, None, cfg, tokenizer)
+    return _load(open_source(cfg, tokenizer), cfg)
 
 
 def load_val_data(cfg: DataConfig, tokenizer: Any | None = None) -> LoadedData | None:
     """The separate validation file (data.val_path), read with the training file's format; None if unset."""
     if not cfg.val_path:
         return None
-    mapping = None
-    if cfg.dataset_info:
-        _, mapping = mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or "")
-    return _load(resolve_data_path(cfg.val_path), mapping, cfg, tokenizer)
+    return _load(open_source(cfg, tokenizer, cfg.val_path), cfg)
 
 
 def data_files(cfg: DataConfig) -> list[Path]:
@@ -58,16 +111,8 @@ def data_files(cfg: DataConfig) -> list[Path]:
     return files
 
 
-def _load(path: Path, mapping: Mapping | None, cfg: DataConfig, tokenizer: Any | None = None) -> LoadedData:
-    corpus = corpus_format(path, cfg.format) if mapping is None else None
-    if corpus:
-        conversations, problems, fmt = load_corpus(path, corpus, cfg, tokenizer), [], corpus
-    else:
-        records = read_records(path)
-        if mapping is None:
-            mapping = Mapping.default(detect_format(records) if cfg.format == "auto" else cfg.format)
-        conversations, problems = to_conversations(records, mapping)
-        fmt = mapping.name or mapping.formatting
+def _load(source: DataSource, cfg: DataConfig) -> LoadedData:
+    conversations, problems = source.conversations(cfg.placeholders)
     usable: list[Conversation] = []
     for conv in conversations:
         reason = untrainable_reason(conv)
@@ -79,10 +124,10 @@ def _load(path: Path, mapping: Mapping | None, cfg: DataConfig, tokenizer: Any |
         first = min(problems, key=lambda p: p.row) if problems else None
         raise DataError(
             f"no usable rows; first problem: {first.message}" if first else "no usable rows",
-            where=first.where(str(path)) if first else str(path),
+            where=first.where(str(source.path)) if first else str(source.path),
             hint="check the columns against the format, or set data.format / data.dataset_info",
         )
-    return LoadedData(str(path), fmt, usable, sorted(problems, key=lambda p: p.row))
+    return LoadedData(str(source.path), source.format, usable, sorted(problems, key=lambda p: p.row), source.layout)
 
 
 def untrainable_reason(conv: Conversation) -> str | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunedeck.core.errors import DataError
+from tunedeck.core.errors import DataError, DatasetInfoChosen
 from tunedeck.presets import DATASET_DIR
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSONL row larger than this is refused, not loaded
@@ -112,6 +112,11 @@ def _read_json(text: str, source: str) -> Records:
             return _read_jsonl(text, source)
         raise _json_error(exc, source) from None
     if isinstance(data, dict):
+        if is_dataset_info(data):
+            folder = Path(source).parent
+            local = [name for name, entry in data.items()
+                     if isinstance(entry.get("file_name"), str) and (folder / entry["file_name"]).exists()]
+            raise DatasetInfoChosen(source, local, len(data))
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
             raise DataError("expected a JSON list of rows", where=source,
@@ -128,6 +133,17 @@ def _read_json(text: str, source: str) -> Records:
         else:
             records.problems.append(Problem(index, None, f"row is a {type(row).__name__}, expected an object"))
     return records
+
+
+# Keys only a LLaMA-Factory dataset_info.json entry has.
+_INFO_KEYS = {"file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name", "formatting",
+              "columns", "tags"}
+
+
+def is_dataset_info(data: Any) -> bool:
+    """True for a dataset_info.json: an object whose values are all entries describing a dataset."""
+    return isinstance(data, dict) and bool(data) and all(
+        isinstance(v, dict) and _INFO_KEYS & set(v) for v in data.values())
 
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunedeck.core.data.conversation import Conversation
+from tunedeck.core.data.tool_format import template_inputs
 from tunedeck.core.errors import DataError
 
 IGNORE_INDEX = -100
@@ -41,13 +42,14 @@ def assistant_spans(
     (true of ChatML, Llama-3, Qwen2.5 and most others): the span of assistant turn i is what
     rendering messages[:i+1] adds after rendering messages[:i] with the generation prompt.
     `render` replaces apply_chat_template with an equivalent, faster renderer (the inspection uses one).
+    Tools, tool calls and tool results the template cannot show are rendered in the fallback form
+    (core/data/tool_format.py), so they are trained, never dropped.
     """
     if render is None:
         def render(messages: list[dict], tools: Any, generation_prompt: bool) -> str:
             return _render(tokenizer, messages, tools, generation_prompt)
 
-    messages = conv.to_chat()
-    tools = conv.tools
+    messages, tools = template_inputs(tokenizer, conv.to_chat(), conv.tools, render)
     full = render(messages, tools, False)
     spans: list[tuple[int, int]] = []
     cursor = 0

@@ -7,9 +7,11 @@ from typing import Any
 
 from tunedeck.core.config import Config
 from tunedeck.core.data.cache import TokenizedData, load_tokenized, store_tokenized, tokenized_key
-from tunedeck.core.data.loading import LoadedData, load_data, load_val_data, split_train_val
+from tunedeck.core.data.loading import LoadedData, describe_source, load_data, load_val_data, split_train_val
 from tunedeck.core.data.tokenize import EncodedSplit, encode_split
+from tunedeck.core.data.tool_format import FALLBACK_NOTE, template_lacks
 from tunedeck.core.errors import DataError
+from tunedeck.core.models.loading import cache_dir
 from tunedeck.core.models.templates import TEMPLATES
 from tunedeck.core.stream.events import EventWriter, Log
 
@@ -18,8 +20,6 @@ log = logging.getLogger(__name__)
 
 def prepare_data(config: Config, tokenizer: Any, events: EventWriter) -> TokenizedData:
     """Load, split and tokenize the data (or take it from the cache), reporting what is not trained as given."""
-    from tunedeck.core.models.loading import cache_dir
-
     if config.model.template != "auto":
         tokenizer.chat_template = TEMPLATES[config.model.template].jinja
     key = tokenized_key(config, tokenizer)
@@ -46,6 +46,8 @@ def prepare_data(config: Config, tokenizer: Any, events: EventWriter) -> Tokeniz
 
 
 def _tokenize(config: Config, tokenizer: Any, report) -> tuple[EncodedSplit, EncodedSplit]:
+    if config.data.dataset_info:  # say which of data.path and the dataset_info entry is read
+        report("info", describe_source(config.data))
     data = load_data(config.data, tokenizer)
     val_data = load_val_data(config.data, tokenizer)
     for loaded in (data, val_data):
@@ -57,6 +59,7 @@ def _tokenize(config: Config, tokenizer: Any, report) -> tuple[EncodedSplit, Enc
         train_rows, val_rows = split_train_val(data.conversations, config.data.val_size, config.train.seed)
     if config.data.max_samples:
         train_rows = train_rows[: config.data.max_samples]
+    _report_tool_fallback(config, tokenizer, train_rows + val_rows, report)
     cutoff = config.data.cutoff_len
     train = encode_split(tokenizer, train_rows, cutoff)
     val = encode_split(tokenizer, val_rows, cutoff)
@@ -74,6 +77,14 @@ def _tokenize(config: Config, tokenizer: Any, report) -> tuple[EncodedSplit, Enc
     report("info", f"{data.format} data from {data.source}: {len(train.samples)} train / {len(val.samples)} "
            f"validation samples, {train.tokens} train tokens")
     return train, val
+
+
+def _report_tool_fallback(config: Config, tokenizer: Any, rows: list, report) -> None:
+    """Say so when samples carry tools or tool calls the chat template cannot show (never trained silently)."""
+    lacking = sum(1 for conv in rows if template_lacks(tokenizer, conv.to_chat(), conv.tools))
+    if lacking:
+        report("warning", f"{lacking} samples carry tools or tool calls that the chat template "
+               f"({config.model.template}) cannot show: {FALLBACK_NOTE}; model.template: qwen renders them natively")
 
 
 def _problems_line(loaded: LoadedData) -> str:

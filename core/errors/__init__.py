@@ -31,6 +31,20 @@ class DataError(TunedeckError):
     kind = "data"
 
 
+class DatasetInfoChosen(DataError):
+    """A LLaMA-Factory dataset_info.json given as the data file: the user has to choose one of its entries.
+    `entries`: those whose file is next to it (usable here); `total`: all entries, hub-only ones included."""
+
+    def __init__(self, path: str, entries: list[str], total: int):
+        listed = ", ".join(entries[:20]) + (f" and {len(entries) - 20} more" if len(entries) > 20 else "")
+        found = f"entries with a file here: {listed}" if entries else "no entry has its file next to it"
+        super().__init__("this is a dataset_info.json: choose an entry", where=path,
+                         hint=f"{found} ({total} entries in all); set data.dataset_info to this file and data.name "
+                              "to the entry (--dataset-info FILE --name ENTRY)")
+        self.entries = entries
+        self.total = total
+
+
 class ModelError(TunedeckError):
     kind = "model"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedeck.core.data.tokenize import IGNORE_INDEX, EncodedSample, encode_conversation
+from tunedeck.core.data.tool_format import template_inputs
 from tunedeck.core.evaluate.heldout import HeldOutRow, load_held_out
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.evaluate.output import write_metrics, write_predictions
@@ -30,11 +31,12 @@ def run_evaluation(run: RunDir, request: EvalRequest, emit: Emit, cancel: thread
     started = time.perf_counter()
     config = run.load_config()
     checkpoint, adapter = resolve_adapter(run, request.checkpoint)
-    source, rows = load_held_out(config, request.data, request.max_rows)
+    tokenizer = load_eval_tokenizer(config, adapter)
+    source, rows = load_held_out(config, request.data, request.max_rows, tokenizer)
     phases = ["loss", "generate"] + (["base_loss", "base_generate"] if request.compare_base else [])
     emit(EvalStarted(run_id=run.run_id, source=source, rows=len(rows), phases=phases, adapter=str(adapter)))
     emit(Log(level="info", message=f"adapter: {checkpoint} ({adapter})"))
-    model, tokenizer, precision = load_model(config, adapter)
+    model, tokenizer, precision = load_model(config, adapter, tokenizer)
     emit(Log(level="info", message=f"model loaded ({precision}, {model.device})"))
     samples = [encode_conversation(tokenizer, row.conversation, config.data.cutoff_len) for row in rows]
     max_new_tokens = request.max_new_tokens or answer_budget(tokenizer, rows)
@@ -80,7 +82,19 @@ def _progress(emit: Emit, phase: str, cancel: threading.Event) -> Callable[[int,
     return report
 
 
-def load_model(config: Any, adapter: Path) -> tuple[Any, Any, str]:
+def load_eval_tokenizer(config: Any, adapter: Path) -> Any:
+    """The tokenizer training used: saved with the adapter (or the run's final adapter), else the base model's
+    with the run's named template."""
+    base_path = resolve_model_path(config.model.name_or_path)
+    tokenizer_dir = next((p for p in (adapter, adapter.parent.parent / "adapter")
+                          if (p / "tokenizer_config.json").is_file()), None)
+    tokenizer = load_tokenizer(str(tokenizer_dir or base_path), config.model.trust_remote_code)
+    if tokenizer_dir is None and config.model.template != "auto":
+        tokenizer.chat_template = TEMPLATES[config.model.template].jinja
+    return tokenizer
+
+
+def load_model(config: Any, adapter: Path, tokenizer: Any = None) -> tuple[Any, Any, str]:
     """The base model with the run's adapter on top (PEFT), its training tokenizer, and the precision used."""
     import torch
     from peft import PeftModel
@@ -92,11 +106,7 @@ def load_model(config: Any, adapter: Path) -> tuple[Any, Any, str]:
     if hardware["accelerator"] == "cpu":
         torch.set_num_threads(config.train.num_threads or hardware["cpu_cores"])
     base_path = resolve_model_path(config.model.name_or_path)
-    tokenizer_dir = next((p for p in (adapter, adapter.parent.parent / "adapter")
-                          if (p / "tokenizer_config.json").is_file()), None)
-    tokenizer = load_tokenizer(str(tokenizer_dir or base_path), config.model.trust_remote_code)
-    if tokenizer_dir is None and config.model.template != "auto":
-        tokenizer.chat_template = TEMPLATES[config.model.template].jinja
+    tokenizer = tokenizer if tokenizer is not None else load_eval_tokenizer(config, adapter)
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     base = load_causal_lm(base_path, dtype, config.model.trust_remote_code)
     if torch.cuda.is_available():
@@ -150,8 +160,7 @@ def generate_answers(model: Any, tokenizer: Any, rows: list[HeldOutRow], max_new
     answers: list[str] = []
     try:
         for batch in _batches(len(rows), batch_size):
-            texts = [tokenizer.apply_chat_template(rows[i].prompt, tools=rows[i].conversation.tools, tokenize=False,
-                                                   add_generation_prompt=True) for i in batch]
+            texts = [_prompt_text(tokenizer, rows[i]) for i in batch]
             inputs = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt").to(model.device)
             with torch.no_grad():
                 output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
@@ -162,6 +171,17 @@ def generate_answers(model: Any, tokenizer: Any, rows: list[HeldOutRow], max_new
     finally:
         tokenizer.padding_side = side
     return answers
+
+
+def _prompt_text(tokenizer: Any, row: HeldOutRow) -> str:
+    """The row's prompt through the chat template, tools it cannot show in the fallback form (as trained);
+    pretraining text as it was trained: no template, the BOS token first where the tokenizer adds one."""
+    if row.text_prompt is not None:
+        ids = tokenizer(row.text_prompt, add_special_tokens=True)["input_ids"]
+        adds_bos = tokenizer.bos_token_id is not None and ids[:1] == [tokenizer.bos_token_id]
+        return (tokenizer.bos_token if adds_bos else "") + row.text_prompt
+    messages, tools = template_inputs(tokenizer, row.prompt, row.conversation.tools)
+    return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
 
 
 def row_losses(losses: list[tuple[float, int]]) -> list[float | None]:

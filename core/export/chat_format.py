@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tunedeck.core.data.tool_format import TOOLS_INTRO, TOOLS_OUTRO
 from tunedeck.core.errors import ModelError
 from tunedeck.core.models.generate import stop_token_ids
 
@@ -30,7 +31,7 @@ QWEN_TOOLS_OUTRO = (
 class ChatFormat:
     family: str  # chatml | llama3
     default_system: str | None  # what the template says when a conversation has no system message
-    tools: bool  # Qwen-style tools in the system turn, <tool_call> / <tool_response> turns
+    tools: bool  # Qwen-style tools in the system turn, <tool_call> / <tool_response> turns; else the fallback form
     bos_text: str  # text the template itself puts first (Llama 3: <|begin_of_text|>)
 
 
@@ -90,16 +91,35 @@ def _go_string(text: str) -> str:
     return "{{ " + json.dumps(text, ensure_ascii=False) + " }}"
 
 
+def _fallback_system(open_: str, close: str, default: str | None) -> str:
+    """The system turn with the tool list in the fallback form (core/data/tool_format.py) when .Tools is set."""
+    tools = ("{{ if .Tools }}" + _go_string(TOOLS_INTRO) + "{{ range .Tools }}\n{{ json . }}{{ end }}"
+             + _go_string(TOOLS_OUTRO) + "{{ end }}")
+    system = ("{{ if or .System .Tools }}" + open_ + "{{ .System }}{{ if and .System .Tools }}\n\n{{ end }}" + tools
+              + close)
+    if default is not None:
+        system += "{{ else }}" + open_ + _go_string(default) + close
+    return system + "{{ end }}"
+
+
+# An assistant's tool calls in the fallback form: one JSON line each, after its text.
+_FALLBACK_CALLS = ("{{ if .ToolCalls }}{{ if .Content }}\n{{ end }}{{ range $i, $c := .ToolCalls }}{{ if $i }}\n"
+                   "{{ end }}{\"name\": \"{{ $c.Function.Name }}\", \"arguments\": {{ json $c.Function.Arguments }}}"
+                   "{{ end }}{{ end }}")
+
+
 def go_template(fmt: ChatFormat, gguf_adds_bos: bool) -> str:
-    """An Ollama TEMPLATE (Go text/template over .System, .Messages, .Tools) rendering what the Jinja template did."""
+    """An Ollama TEMPLATE (Go text/template over .System, .Messages, .Tools) rendering what the Jinja template did.
+
+    Qwen renders tools its own way; ChatML and Llama 3 templates without tool support get the tool list and
+    tool calls in tunedeck's fallback form, as training rendered them."""
     bos = "" if gguf_adds_bos else fmt.bos_text  # Ollama puts the BOS token first itself when the GGUF asks for it
     if fmt.family == "llama3":
         head = "<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
-        system = ("{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>"
-                  + ("{{ else }}<|start_header_id|>system<|end_header_id|>\n\n" + _go_string(fmt.default_system)
-                     + "<|eot_id|>" if fmt.default_system is not None else "") + "{{ end }}")
+        system = _fallback_system("<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>", fmt.default_system)
         return (bos + system + "{{ range .Messages }}{{ if ne .Role \"system\" }}" + head
-                + "{{ .Content }}<|eot_id|>{{ end }}{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n")
+                + "{{ .Content }}" + _FALLBACK_CALLS + "<|eot_id|>{{ end }}{{ end }}"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n")
     if fmt.tools:
         default = _go_string(fmt.default_system or "")
         return (
@@ -117,8 +137,6 @@ def go_template(fmt: ChatFormat, gguf_adds_bos: bool) -> str:
             "{{ $prev = .Role }}{{ end }}"
             "{{ if eq $prev \"tool\" }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
         )
-    system = "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n"
-    if fmt.default_system is not None:
-        system += "{{ else }}<|im_start|>system\n" + _go_string(fmt.default_system) + "<|im_end|>\n"
-    return (bos + system + "{{ end }}{{ range .Messages }}{{ if ne .Role \"system\" }}<|im_start|>{{ .Role }}\n"
-            "{{ .Content }}<|im_end|>\n{{ end }}{{ end }}<|im_start|>assistant\n")
+    system = _fallback_system("<|im_start|>system\n", "<|im_end|>\n", fmt.default_system)
+    return (bos + system + "{{ range .Messages }}{{ if ne .Role \"system\" }}<|im_start|>{{ .Role }}\n"
+            "{{ .Content }}" + _FALLBACK_CALLS + "<|im_end|>\n{{ end }}{{ end }}<|im_start|>assistant\n")

@@ -16,6 +16,7 @@ import numpy as np
 from tunedeck.core.config import Config
 from tunedeck.core.data.loading import load_data, split_train_val
 from tunedeck.core.data.tokenize import IGNORE_INDEX, EncodedSample, encode_conversation
+from tunedeck.core.data.tool_format import template_inputs, uses_tools
 from tunedeck.core.export.ollama_reference import render_like_ollama
 from tunedeck.core.models.gguf_open import open_llama
 from tunedeck.core.models.loading import load_causal_lm
@@ -33,6 +34,8 @@ class EvalSet:
 
 
 def load_eval_set(config: Config, tokenizer: Any, limit: int) -> EvalSet:
+    """Held-out conversations (else training ones); when the data has tools and none of those does, the template
+    checks also get the first conversation with tools, so a tool-call conversation is always compared."""
     data = load_data(config.data)
     train, val = split_train_val(data.conversations, config.data.val_size, config.train.seed)
     chosen, source = (val, "validation") if val else (train, "training")
@@ -42,6 +45,10 @@ def load_eval_set(config: Config, tokenizer: Any, limit: int) -> EvalSet:
         sample = encode_conversation(tokenizer, conv, config.data.cutoff_len)
         if sample.trained_tokens:
             out.samples.append(sample)
+    if not any(uses_tools(messages, tools) for messages, tools in out.chats):
+        with_tools = next((c for c in val + train if uses_tools(c.to_chat(), c.tools)), None)
+        if with_tools is not None:
+            out.chats.append((with_tools.to_chat(), with_tools.tools))
     return out
 
 
@@ -52,7 +59,9 @@ def prompt_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def hf_chat_ids(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, generation: bool) -> list[int]:
-    """Token ids of a conversation through the training chat template (a prompt when `generation`)."""
+    """Token ids of a conversation through the training chat template (a prompt when `generation`), with what the
+    template cannot show in the fallback form, as training rendered it."""
+    messages, tools = template_inputs(tokenizer, messages, tools)
     ids = tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, add_generation_prompt=generation,
                                         return_dict=False)
     return list(ids)
@@ -66,7 +75,8 @@ def template_round_trip(gguf: Path, tokenizer: Any, chats: list[tuple[list[dict]
     """Held-out conversations rendered by the HF template and by the GGUF's embedded template give the same tokens.
 
     The GGUF side is what llama-cpp-python does for a chat request: its Jinja formatter over the template
-    stored in the file, then llama.cpp's tokenizer with special tokens parsed.
+    stored in the file, then llama.cpp's tokenizer with special tokens parsed. Both sides get tools and tool
+    calls the template cannot show in the fallback form (core/data/tool_format.py).
     """
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -85,7 +95,8 @@ def template_round_trip(gguf: Path, tokenizer: Any, chats: list[tuple[list[dict]
             expected = hf_chat_ids(tokenizer, msgs, tools, generation)
             formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
                                             add_generation_prompt=generation)
-            prompt = formatter(messages=msgs, tools=tools).prompt
+            gguf_msgs, gguf_tools = template_inputs(tokenizer, msgs, tools)
+            prompt = formatter(messages=gguf_msgs, tools=gguf_tools).prompt
             got = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
             compared += 1
             if got != expected:
@@ -110,7 +121,9 @@ def modelfile_template_check(tokenizer: Any, fmt: Any, chats: list[tuple[list[di
             continue
         jinja_msgs = msgs if not system or msgs[0]["role"] == "system" else [
             {"role": "system", "content": system}, *msgs]
-        expected = tokenizer.apply_chat_template(jinja_msgs, tools=tools, tokenize=False, add_generation_prompt=True)
+        jinja_msgs, jinja_tools = template_inputs(tokenizer, jinja_msgs, tools)
+        expected = tokenizer.apply_chat_template(jinja_msgs, tools=jinja_tools, tokenize=False,
+                                                 add_generation_prompt=True)
         if gguf_adds_bos and tokenizer.bos_token and not expected.startswith(tokenizer.bos_token):
             expected = tokenizer.bos_token + expected  # llama.cpp adds it; training did not
         got = render_like_ollama(fmt, msgs, system, tools, gguf_adds_bos, tokenizer.bos_token or "")

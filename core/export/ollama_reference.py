@@ -18,6 +18,7 @@ import json
 import unicodedata
 from typing import Any
 
+from tunedeck.core.data.tool_format import TOOLS_INTRO, TOOLS_OUTRO
 from tunedeck.core.export.chat_format import QWEN_TOOLS_INTRO, QWEN_TOOLS_OUTRO, ChatFormat
 
 _NEWLINES = ("\r", "\n")
@@ -110,31 +111,50 @@ def render_like_ollama(fmt: ChatFormat, messages: list[dict[str, Any]], modelfil
     system, msgs = ollama_inputs(messages, modelfile_system)
     out = bos_token if gguf_adds_bos else fmt.bos_text
     if fmt.family == "llama3":
-        return out + _render_llama3(fmt, system, msgs)
+        return out + _render_llama3(fmt, system, msgs, tools)
     if not fmt.tools:
-        return out + _render_chatml(fmt, system, msgs)
+        return out + _render_chatml(fmt, system, msgs, tools)
     return out + _render_qwen_tools(fmt, system, msgs, tools)
 
 
-def _render_llama3(fmt: ChatFormat, system: str, msgs: list[dict[str, Any]]) -> str:
+def _fallback_system(system: str, tools: list[dict[str, Any]] | None, default: str | None) -> str | None:
+    """The system text of the fallback form: .System, then the tool list after a blank line; else the default."""
+    if not (system or tools):
+        return default
+    listed = TOOLS_INTRO + "".join("\n" + go_json(t) for t in tools) + TOOLS_OUTRO if tools else ""
+    return system + ("\n\n" if system and tools else "") + listed
+
+
+def _fallback_content(message: dict[str, Any]) -> str:
+    """A message's text, then each tool call as a line of JSON (the fallback form)."""
+    calls = []
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function", call)
+        calls.append(f"{{\"name\": \"{fn['name']}\", \"arguments\": {go_json(fn['arguments'])}}}")
+    return "\n".join([message["content"], *calls] if message["content"] else calls)
+
+
+def _render_llama3(fmt: ChatFormat, system: str, msgs: list[dict[str, Any]],
+                   tools: list[dict[str, Any]] | None) -> str:
     out = ""
-    system = system or (fmt.default_system or "")
-    if system:
-        out += f"<|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>"
+    system_text = _fallback_system(system, tools, fmt.default_system)
+    if system_text is not None:
+        out += f"<|start_header_id|>system<|end_header_id|>\n\n{system_text}<|eot_id|>"
     for m in msgs:
         if m["role"] != "system":
-            out += f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content']}<|eot_id|>"
+            out += f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{_fallback_content(m)}<|eot_id|>"
     return out + "<|start_header_id|>assistant<|end_header_id|>\n\n"
 
 
-def _render_chatml(fmt: ChatFormat, system: str, msgs: list[dict[str, Any]]) -> str:
+def _render_chatml(fmt: ChatFormat, system: str, msgs: list[dict[str, Any]],
+                   tools: list[dict[str, Any]] | None) -> str:
     out = ""
-    system = system or (fmt.default_system or "")
-    if system:
-        out += f"<|im_start|>system\n{system}<|im_end|>\n"
+    system_text = _fallback_system(system, tools, fmt.default_system)
+    if system_text is not None:
+        out += f"<|im_start|>system\n{system_text}<|im_end|>\n"
     for m in msgs:
         if m["role"] != "system":
-            out += f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n"
+            out += f"<|im_start|>{m['role']}\n{_fallback_content(m)}<|im_end|>\n"
     return out + "<|im_start|>assistant\n"
 
 

@@ -132,7 +132,8 @@ class ChatSetup:
         """The report's account of the chat side: format, stops, system prompt, context, prompt, held-out set."""
         return {
             "chat_format": {"family": self.format.family, "default_system": self.format.default_system,
-                            "tools": self.format.tools, "gguf_adds_bos": self.gguf_adds_bos},
+                            "tools": "native" if self.format.tools else "fallback form",
+                            "gguf_adds_bos": self.gguf_adds_bos},
             "stops": self.stops, "system_prompt": self.system, "num_ctx": self.num_ctx, "prompt": self.prompt,
             "eval": {"source": self.eval.source, "conversations": len(self.eval.chats),
                      "tokens": sum(s.trained_tokens for s in self.eval.samples)},

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedeck.core.data.conversation import Conversation
-from tunedeck.core.data.tokenize import encode_conversation
+from tunedeck.core.data.tokenize import IGNORE_INDEX, encode_conversation
 from tunedeck.core.inspect.report import Finding, InspectReport, LengthStats
 
 
@@ -21,13 +21,16 @@ def corpus_report(source: str | Path, fmt: str, template: str, samples: list[Con
     """Measure every chunk sample with the training encoder and report what the cutoff and duplicates do."""
     lengths: list[int] = []
     trained: list[int] = []
+    assistant: list[int] = []
     findings: list[Finding] = []
     seen: dict[str, int] = {}
     for done, conv in enumerate(samples, start=1):
-        sample = encode_conversation(tokenizer, conv, cutoff)
+        sample = encode_conversation(tokenizer, conv, 1 << 30)  # whole: what the cutoff takes is counted too
+        kept = sum(1 for label in sample.labels[:cutoff] if label != IGNORE_INDEX)
         lengths.append(sample.full_length)
-        trained.append(sample.trained_tokens)
-        if sample.trained_tokens == 0:
+        trained.append(kept)
+        assistant.append(sample.trained_tokens)
+        if kept == 0:
             findings.append(Finding("assistant_lost", "error", conv.row, conv.line,
                                     f"{_where(conv)}: {sample.full_length} tokens, every trained token is past "
                                     f"the cutoff {cutoff}", fix="raise data.cutoff_len or lower data.chunk_tokens"))
@@ -42,7 +45,8 @@ def corpus_report(source: str | Path, fmt: str, template: str, samples: list[Con
         seen.setdefault(key, conv.row)
         if progress is not None:
             progress(done, len(samples))
-    stats = LengthStats(lengths, trained, cutoff, sum(n > cutoff for n in lengths), sum(t == 0 for t in trained))
+    stats = LengthStats(lengths, trained, cutoff, sum(n > cutoff for n in lengths), sum(t == 0 for t in trained),
+                        [conv.row for conv in samples], assistant)
     roles: dict[str, int] = {}
     for conv in samples:
         for message in conv.messages:

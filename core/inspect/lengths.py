@@ -231,5 +231,5 @@ def length_findings(where: Sequence[tuple[int, int | None]], samples: Sequence[S
                                     f"{sample.length - cutoff} cut away, {kept} assistant tokens kept",
                                     fix=f"raise --cutoff to {sample.length} or shorten the sample"))
     stats = LengthStats([s.length for s in samples], [s.trained for s in samples], cutoff, over, lost,
-                        [row for row, _ in where])
+                        [row for row, _ in where], [s.assistant for s in samples])
     return stats, findings

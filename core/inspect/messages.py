@@ -2,7 +2,7 @@
 
 Protocol (stdout, one JSON object a line):
   {"type": "progress", "phase": "...", "done": n, "total": m}      while working, at most ~10 a second
-  {"type": "report", "report": InspectReport.to_json(), "lengths": [...], "trained": [...]}
+  {"type": "report", "report": InspectReport.to_json(), "lengths": [...], "trained": [...], "assistant": [...]}
   {"type": "row", "row": n, "line": l, "where": "...", "tokens": t, "trained": k, "cutoff": c,
    "segments": [[text, trained, past_cutoff], ...], "task": ...}    one answer per request line {"row": n} on stdin
   {"type": "row", "row": n, "raw": "...", "problem": "..."}         a row that is not a conversation
@@ -41,7 +41,8 @@ class ReportReady:
     def to_json(self) -> dict[str, Any]:
         lengths = self.report.lengths
         return {"type": self.TYPE, "report": self.report.to_json(),
-                "lengths": lengths.lengths if lengths else [], "trained": lengths.trained if lengths else []}
+                "lengths": lengths.lengths if lengths else [], "trained": lengths.trained if lengths else [],
+                "assistant": lengths.assistant if lengths else []}
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def parse_inspect_reply(data: dict[str, Any]) -> InspectMessage | None:
         if kind == "progress":
             return Progress(str(data.get("phase", "working")), int(data.get("done", 0)), int(data.get("total", 0)))
         if kind == "report":
-            return ReportReady(InspectReport.from_json(data["report"], data.get("lengths"), data.get("trained")))
+            return ReportReady(InspectReport.from_json(data["report"], data.get("lengths"), data.get("trained"),
+                                                       data.get("assistant")))
         if kind == "row" and "raw" in data:
             return RawRow(int(data["row"]), data["raw"] or "", str(data["problem"]))
         if kind == "row":

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from tunedeck.core.atomic import write_atomic
-from tunedeck.core.config import TrainConfig
+from tunedeck.core.config import DataConfig, TrainConfig
 from tunedeck.core.data.conversation import Conversation, Message
 from tunedeck.core.data.loading import split_fraction, untrainable_reason
+from tunedeck.core.data.tokenize import IGNORE_INDEX, encode_conversation
 from tunedeck.core.errors import ConfigError
-from tunedeck.core.inspect.inspect import load_rows
-from tunedeck.core.inspect.text_checks import fix_encoding, redact
+from tunedeck.core.inspect.fast_render import ChatRenderer
+from tunedeck.core.inspect.inspect import chat_template_text, load_rows, source_config
+from tunedeck.core.inspect.lengths import SampleTokens, TokenCounter, length_findings, measure_sample
+from tunedeck.core.inspect.text_checks import fix_encoding, redact, strip_controls
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_SPLIT = (0.9, 0.05, 0.05)
@@ -55,6 +58,7 @@ class Prepared:
     duplicates_dropped: int = 0
     redacted: int = 0
     encoding_fixed: int = 0
+    controls_stripped: int = 0
     tokens: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -63,18 +67,23 @@ class Prepared:
                 "samples": self.samples, "files": {s: f"{s}.jsonl" for s in SPLITS if self.samples[s]},
                 "skipped": len(self.skipped), "skipped_rows": self.skipped[:100],
                 "duplicates_dropped": self.duplicates_dropped, "redacted": self.redacted,
-                "encoding_fixed": self.encoding_fixed, "tokens": self.tokens}
+                "encoding_fixed": self.encoding_fixed, "controls_stripped": self.controls_stripped,
+                "tokens": self.tokens}
 
 
-def prepare_dataset(path: str | Path, out: str | Path, split: tuple[float, float, float] = DEFAULT_SPLIT,
+def prepare_dataset(path: str | Path | DataConfig, out: str | Path, split: tuple[float, float, float] = DEFAULT_SPLIT,
                     seed: int | None = None, fmt: str | None = None, dataset_info: str | Path | None = None,
                     name: str | None = None, redact_pii: bool = False, fix_text: bool = False,
                     dedupe: bool = False, system_prompt: str | None = None, tokenizer: Any = None,
-                    template: str | None = None, cutoff: int | None = None) -> Prepared:
-    """Write OUT/{train,validation,test}.jsonl (one {"messages": [...], "tools": [...]} per line) and
-    OUT/stats.json. Rows training cannot use are left out and listed; with a tokenizer, stats.json also
-    holds each split's token lengths under the run's chat template."""
-    loaded = load_rows(path, fmt, dataset_info, name)
+                    template: str | None = None, cutoff: int | None = None, measure: bool = True) -> Prepared:
+    """Write OUT/{train,validation,test}.jsonl (one {"messages": [...], "tools": [...]} per line, or {"text": ...}
+    for a corpus's pretraining samples) and OUT/stats.json. Rows training cannot use are left out and listed;
+    with a tokenizer (and `measure`), stats.json also holds each split's token lengths as training encodes them.
+    `path` may be a DataConfig (its placeholders, system prompt and corpus settings apply); `fix_text` repairs
+    mojibake and strips control and invisible characters."""
+    cfg = source_config(path, fmt, dataset_info, name)
+    system_prompt = system_prompt or cfg.system_prompt
+    loaded = load_rows(cfg, tokenizer=tokenizer)
     seed = TrainConfig.model_fields["seed"].default if seed is None else seed
     result = Prepared(loaded.source, loaded.format, loaded.rows, seed, split)
     result.skipped = [{"row": p.row, "line": p.line, "reason": p.message} for p in loaded.problems]
@@ -103,31 +112,40 @@ def prepare_dataset(path: str | Path, out: str | Path, split: tuple[float, float
             write_atomic(target, "".join(json.dumps(_row(c), ensure_ascii=False) + "\n" for c in convs))
         elif target.exists():
             target.unlink()  # a stale file from an earlier split would be read as this one
-    if tokenizer is not None:
-        result.tokens = _token_stats(groups, tokenizer, template, cutoff)
+    if tokenizer is not None and measure:
+        result.tokens = _token_stats(groups, tokenizer, template, cutoff or cfg.cutoff_len)
     write_atomic(out / "stats.json", json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
     return result
+
+
+def _clean_text(text: str, result: Prepared, redact_pii: bool, fix_text: bool) -> str:
+    if fix_text:
+        fixed = fix_encoding(text)
+        if fixed is not None:
+            text = fixed
+            result.encoding_fixed += 1
+        text, stripped = strip_controls(text)
+        result.controls_stripped += stripped
+    if redact_pii:
+        text, count = redact(text)
+        result.redacted += count
+    return text
 
 
 def _clean(conv: Conversation, result: Prepared, redact_pii: bool, fix_text: bool) -> Conversation:
     if not (redact_pii or fix_text):
         return conv
-    messages = []
-    for message in conv.messages:
-        text = message.content
-        if fix_text:
-            fixed = fix_encoding(text)
-            if fixed is not None:
-                text = fixed
-                result.encoding_fixed += 1
-        if redact_pii:
-            text, count = redact(text)
-            result.redacted += count
-        messages.append(Message(message.role, text, message.tool_calls))
+    if "text" in conv.meta:
+        return Conversation([], conv.row, conv.line, conv.tools,
+                            {**conv.meta, "text": _clean_text(conv.meta["text"], result, redact_pii, fix_text)})
+    messages = [Message(m.role, _clean_text(m.content, result, redact_pii, fix_text), m.tool_calls)
+                for m in conv.messages]
     return Conversation(messages, conv.row, conv.line, conv.tools, conv.meta)
 
 
 def _row(conv: Conversation) -> dict[str, Any]:
+    if "text" in conv.meta:
+        return {"text": conv.meta["text"]}
     row: dict[str, Any] = {"messages": conv.to_chat()}
     if conv.tools:
         row["tools"] = conv.tools
@@ -135,19 +153,24 @@ def _row(conv: Conversation) -> dict[str, Any]:
 
 
 def _token_stats(groups: dict[str, list[Conversation]], tokenizer: Any, template: str | None,
-                 cutoff: int | None) -> dict[str, Any]:
-    from tunedeck.core.config import DataConfig
-    from tunedeck.core.inspect.fast_render import ChatRenderer
-    from tunedeck.core.inspect.inspect import chat_template_text
-    from tunedeck.core.inspect.lengths import length_findings, measure
-
-    cutoff = cutoff or DataConfig.model_fields["cutoff_len"].default
+                 cutoff: int) -> dict[str, Any]:
     template_name, jinja = chat_template_text(tokenizer, template)
-    render = ChatRenderer(tokenizer, jinja)
+    chat = any(conv.messages for convs in groups.values() for conv in convs)
+    render = ChatRenderer(tokenizer, jinja) if chat else None
+    counter = TokenCounter(tokenizer)
     stats: dict[str, Any] = {"template": template_name}
     for split_key, convs in groups.items():
         if convs:
             where = [(c.row, c.line) for c in convs]
-            lengths, _ = length_findings(where, measure(tokenizer, convs, cutoff, render=render), cutoff)
+            lengths, _ = length_findings(where, [_measure(counter, render, c, cutoff) for c in convs], cutoff)
             stats[split_key] = lengths.summary() | {"trained": sum(lengths.trained)}
     return stats
+
+
+def _measure(counter: TokenCounter, render: ChatRenderer | None, conv: Conversation, cutoff: int) -> SampleTokens:
+    """A sample's token counts as training encodes it (pretraining text: every token trained)."""
+    if render is None or "text" in conv.meta:
+        sample = encode_conversation(counter.tokenizer, conv, 1 << 30)
+        kept = sum(1 for label in sample.labels[:cutoff] if label != IGNORE_INDEX)
+        return SampleTokens(sample.full_length, sample.trained_tokens, kept)
+    return measure_sample(counter, render, conv, cutoff)

@@ -6,6 +6,7 @@ import gc
 import multiprocessing
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -14,12 +15,14 @@ import numpy as np
 
 from tunedeck.core.data.formats import Mapping, convert_row
 from tunedeck.core.data.loading import untrainable_reason
+from tunedeck.core.data.placeholders import find_placeholders
 from tunedeck.core.data.records import Problem, Row
+from tunedeck.core.data.tool_format import template_lacks
 from tunedeck.core.inspect.duplicates import RowKey, match_duplicates, row_key, sample_signatures, sample_words
 from tunedeck.core.inspect.fast_render import ChatRenderer
 from tunedeck.core.inspect.lengths import SampleTokens, TokenCounter, measure_sample
 from tunedeck.core.inspect.report import Finding
-from tunedeck.core.inspect.structure import conversation_findings, schema_findings
+from tunedeck.core.inspect.structure import conversation_findings, schema_findings, tool_format_findings
 from tunedeck.core.inspect.text_checks import text_findings
 
 BLOCK = 2048  # rows per block: the unit of progress, cancel checks and work handed to a process
@@ -37,6 +40,8 @@ class RowJob:
     render: ChatRenderer
     cutoff: int
     system_prompt: str | None
+    template: str = "auto"  # the chat template's name, for findings
+    placeholders: dict[str, str] = field(default_factory=dict)  # values for {{name}} placeholders (data.placeholders)
 
 
 @dataclass
@@ -45,6 +50,7 @@ class BlockResult:
     roles: dict[str, int] = field(default_factory=dict)
     samples: list[tuple[int, int | None, int, int, int]] = field(default_factory=list)  # row, line, 3 counts
     keys: list[RowKey] = field(default_factory=list)  # one per conversation, for duplicate checks
+    placeholders: Counter[str] = field(default_factory=Counter)  # rows per {{name}} left unfilled
     signatures: tuple[np.ndarray, np.ndarray] | None = None  # MinHash signature and emptiness, per key
 
 
@@ -58,10 +64,12 @@ def run_block(job: RowJob, start: int, stop: int) -> BlockResult:
     texts = []
     for row in job.rows[start:stop]:
         try:
-            conv = convert_row(row, job.mapping)
+            conv = convert_row(row, job.mapping, job.placeholders)
         except ValueError as exc:
             out.findings += schema_findings([Problem(row.index, row.line, str(exc))])
             continue
+        if any("{{" in m.content for m in conv.messages):
+            out.placeholders.update({name for m in conv.messages for name in find_placeholders(m.content)})
         reason = untrainable_reason(conv)
         out.findings += conversation_findings(conv, reason)
         out.findings += text_findings(conv)
@@ -70,7 +78,11 @@ def run_block(job: RowJob, start: int, stop: int) -> BlockResult:
         out.keys.append(row_key(conv))
         texts.append(sample_words(conv))
         if reason is None:
-            sample = measure_sample(job.counter, job.render, conv.with_system(job.system_prompt), job.cutoff)
+            conv = conv.with_system(job.system_prompt)
+            if conv.tools or any(m.tool_calls or m.role == "tool" for m in conv.messages):
+                lacks = template_lacks(job.counter.tokenizer, conv.to_chat(), conv.tools, job.render)
+                out.findings += tool_format_findings(conv, lacks, job.template)
+            sample = measure_sample(job.counter, job.render, conv, job.cutoff)
             out.samples.append((row.index, row.line, sample.length, sample.assistant, sample.trained))
     out.signatures = sample_signatures(texts)
     return out
@@ -149,6 +161,6 @@ def duplicates_of(results: Sequence[BlockResult], job: RowJob) -> list[Finding]:
     def conversation(index: int):  # only rows whose hashes match are converted again, to confirm
         if not by_index:
             by_index.update((row.index, row) for row in job.rows)
-        return convert_row(by_index[index], job.mapping)
+        return convert_row(by_index[index], job.mapping, job.placeholders)
 
     return match_duplicates(keys, sig, empty, conversation)

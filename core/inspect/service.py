@@ -11,13 +11,16 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from tunedeck.core.config import DataConfig
 from tunedeck.core.data.conversation import Conversation
+from tunedeck.core.data.loading import open_source
+from tunedeck.core.data.placeholders import parse_fill
+from tunedeck.core.data.tokenize import IGNORE_INDEX, assistant_spans, encode_conversation
 from tunedeck.core.errors import TunedeckError
 from tunedeck.core.errors.classify import classify
+from tunedeck.core.inspect.inspect import inspect_dataset, source_config
 from tunedeck.core.inspect.messages import (
     InspectError,
     InspectMessage,
@@ -27,6 +30,8 @@ from tunedeck.core.inspect.messages import (
     RowPreview,
 )
 from tunedeck.core.jobs.process import quiet_libraries, reserve_stdout
+from tunedeck.core.models.loading import load_tokenizer, resolve_model_path
+from tunedeck.core.models.templates import TEMPLATES
 
 PROGRESS_EVERY_S = 0.1
 
@@ -43,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cutoff", type=int, default=DataConfig().cutoff_len, help="data.cutoff_len in tokens")
     p.add_argument("--corpus-mode", default="pretrain", choices=["pretrain", "style_sft"])
     p.add_argument("--chunk-tokens", type=int, nargs=2, default=list(DataConfig().chunk_tokens))
+    p.add_argument("--system", default=None, help="data.system_prompt")
+    p.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE",
+                   help="a value for {{NAME}} placeholders (data.placeholders); repeatable")
     return p
 
 
@@ -76,9 +84,6 @@ class Output:
 
 
 def load_tokenizer_for(model: str, template: str) -> Any:
-    from tunedeck.core.models.loading import load_tokenizer, resolve_model_path
-    from tunedeck.core.models.templates import TEMPLATES
-
     tokenizer = load_tokenizer(resolve_model_path(model))
     if template != "auto":
         tokenizer.chat_template = TEMPLATES[template].jinja
@@ -86,34 +91,20 @@ def load_tokenizer_for(model: str, template: str) -> Any:
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
-    fmt = args.format or "auto"
-    return DataConfig(path=args.path, format=fmt, dataset_info=args.dataset_info, name=args.name,
-                      cutoff_len=args.cutoff, corpus_mode=args.corpus_mode, chunk_tokens=list(args.chunk_tokens))
+    return source_config(args.path, args.format, args.dataset_info, args.name, cutoff_len=args.cutoff,
+                         corpus_mode=args.corpus_mode, chunk_tokens=list(args.chunk_tokens),
+                         system_prompt=args.system, placeholders=parse_fill(args.fill))
 
 
 def load_rows(cfg: DataConfig, tokenizer: Any) -> Rows:
-    """Every row as the viewer shows it, including the ones training would skip."""
-    from tunedeck.core.data.corpus import corpus_format, load_corpus
-    from tunedeck.core.data.formats import Mapping, detect_format, mapping_from_dataset_info, to_conversations
-    from tunedeck.core.data.records import read_records, resolve_data_path
-
-    mapping = None
-    if cfg.dataset_info:
-        path, mapping = mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or "")
-    else:
-        path = resolve_data_path(cfg.path)
-    corpus = corpus_format(path, cfg.format) if mapping is None else None
-    rows = Rows(str(path), corpus)
-    if corpus:
-        rows.conversations = {c.row: c for c in load_corpus(path, corpus, cfg, tokenizer)}
-        return rows
-    records = read_records(path)
-    if mapping is None:
-        mapping = Mapping.default(detect_format(records) if cfg.format == "auto" else cfg.format)
-    conversations, problems = to_conversations(records, mapping)
-    rows.conversations = {c.row: c for c in conversations}
-    by_index = {r.index: r.data for r in records.rows}
-    rows.raw = {p.row: (by_index.get(p.row), p.message) for p in problems}
+    """Every row as the viewer shows it (as training reads it), including the ones training would skip."""
+    source = open_source(cfg, tokenizer)
+    rows = Rows(str(source.path), source.format if source.records is None else None)
+    conversations, problems = source.conversations(cfg.placeholders)
+    rows.conversations = {c.row: c.with_system(cfg.system_prompt) for c in conversations}
+    if source.records is not None:
+        by_index = {r.index: r.data for r in source.records.rows}
+        rows.raw = {p.row: (by_index.get(p.row), p.message) for p in problems}
     return rows
 
 
@@ -123,8 +114,6 @@ def row_segments(conv: Conversation, tokenizer: Any, cutoff: int) -> tuple[list[
     Uses the training path itself (core/data/tokenize.py): the chat-template rendering, the assistant spans and
     the tokenizer's offsets; pretraining text is trained whole, with the EOS the encoder appends.
     """
-    from tunedeck.core.data.tokenize import IGNORE_INDEX, assistant_spans, encode_conversation
-
     sample = encode_conversation(tokenizer, conv, 1 << 30)  # uncut: the viewer shows what the cutoff drops
     if "text" in conv.meta:
         text = conv.meta["text"] + (tokenizer.eos_token or "")
@@ -167,16 +156,7 @@ def serve(args: argparse.Namespace, out: Output, requests: IO[str]) -> int:
     def measuring(done: int, total: int) -> None:
         out.progress("measuring", done, total)
 
-    if rows.corpus:
-        from tunedeck.core.inspect.corpus_report import corpus_report
-
-        samples = [rows.conversations[row] for row in sorted(rows.conversations)]
-        report = corpus_report(rows.source, rows.corpus, args.template, samples, tokenizer, args.cutoff, measuring)
-    else:
-        from tunedeck.core.inspect.inspect import inspect_dataset
-
-        report = inspect_dataset(rows.source, fmt=args.format, dataset_info=args.dataset_info, name=args.name,
-                                 template=args.template, cutoff=args.cutoff, tokenizer=tokenizer, progress=measuring)
+    report = inspect_dataset(cfg, template=args.template, tokenizer=tokenizer, progress=measuring)
     out.send(ReportReady(report))
     for line in requests:
         if not line.strip():

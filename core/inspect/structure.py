@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from tunedeck.core.data.conversation import Conversation
 from tunedeck.core.data.loading import untrainable_reason
 from tunedeck.core.data.records import Problem
+from tunedeck.core.data.tool_format import FALLBACK_NOTE
 from tunedeck.core.inspect.report import Finding
 
 
@@ -80,3 +81,12 @@ def _role_order(conv: Conversation) -> list[Finding]:
         problems.append(("warning", f"ends with a {turns[-1]} turn that is never answered (not trained)"))
     fix = "reorder the turns: [system] user, assistant, user, assistant, ..."
     return [Finding("role_order", severity, conv.row, conv.line, message, fix) for severity, message in problems]
+
+
+def tool_format_findings(conv: Conversation, lacks: list[str], template: str) -> list[Finding]:
+    """A warning when the chat template cannot show the row's tools or tool calls (the fallback form carries them)."""
+    if not lacks:
+        return []
+    return [Finding("tool_format", "warning", conv.row, conv.line,
+                    f"the chat template ({template}) cannot show {' and '.join(lacks)}: {FALLBACK_NOTE}",
+                    "a template with tool support renders them natively: --template qwen")]

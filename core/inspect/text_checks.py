@@ -1,11 +1,15 @@
-"""Checks on the text of each turn: mojibake (fixed with ftfy), personal data, and answers that must be JSON."""
+"""Checks on the text of each turn: mojibake (fixed with ftfy), control and invisible characters, personal data,
+template placeholders, and answers that must be JSON."""
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
+from collections import Counter
 
 from tunedeck.core.data.conversation import Conversation, Message
+from tunedeck.core.data.placeholders import find_placeholders
 from tunedeck.core.inspect.report import Finding
 
 # A UTF-8 lead byte read as Latin-1 / cp1252 followed by a continuation byte read the same way: the mark of
@@ -28,6 +32,40 @@ _JSON_REQUEST = re.compile(r"\bjson\b", re.IGNORECASE)
 _FENCE = re.compile(r"^```json\s*\n(.*?)\n?```$", re.DOTALL | re.IGNORECASE)
 _OPENS_LIKE_JSON = re.compile(r'\{\s*["}]|\[\s*[\[{"\d\]-]')
 _MAYBE_PII = re.compile(r"[\d@]")
+
+
+# Control characters (C0 but tab, line feed and carriage return; DEL; C1), NUL included; zero-width characters
+# that are never needed (zero-width space, word joiner, BOM inside text, Mongolian vowel separator); and the
+# bidirectional controls that reorder text on screen. Zero-width (non-)joiners are left alone: Persian, Indic
+# scripts and emoji sequences need them.
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u180e\u200b\u200e\u200f\u202a-\u202e"
+                       "\u2060\u2066-\u2069\ufeff]")
+_ANSI_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # a terminal control sequence such as ESC [31m
+_C0_NAMES = ("NUL SOH STX ETX EOT ENQ ACK BEL BS HT LF VT FF CR SO SI DLE DC1 DC2 DC3 DC4 NAK SYN ETB CAN EM SUB "
+             "ESC FS GS RS US").split()
+
+
+def control_name(char: str) -> str:
+    """A control or invisible character by name and code point, e.g. 'ESC (U+001B)'."""
+    code = ord(char)
+    name = (_C0_NAMES[code] if code < 32 else "DEL" if code == 127 else "C1 control" if code < 160
+            else unicodedata.name(char, "invisible character"))
+    return f"{name} (U+{code:04X})"
+
+
+def find_controls(text: str) -> Counter[str]:
+    """How many of each control / invisible character a text holds."""
+    return Counter() if text.isprintable() else Counter(_CONTROLS.findall(text))
+
+
+def strip_controls(text: str) -> tuple[str, int]:
+    """The text without control and invisible characters (tab and line breaks kept), terminal escape sequences
+    removed whole; and how many control characters were found (an escape sequence counts as its ESC)."""
+    if text.isprintable():
+        return text, 0
+    text, sequences = _ANSI_SEQUENCE.subn("", text)
+    text, controls = _CONTROLS.subn("", text)
+    return text, sequences + controls
 
 
 def _valid_id(number: str) -> bool:
@@ -75,9 +113,12 @@ def fix_encoding(text: str) -> str | None:
 def text_findings(conv: Conversation) -> list[Finding]:
     out: list[Finding] = []
     pii: dict[str, int] = {}
+    placeholders: Counter[str] = Counter()
     system_wants_json = any(m.role == "system" and _JSON_REQUEST.search(m.content) for m in conv.messages)
     for number, message in enumerate(conv.messages, start=1):
         text = message.content
+        placeholders.update(find_placeholders(text))
+        out += _control_findings(conv, number, message)
         fixed = fix_encoding(text)
         if fixed is not None:
             out.append(Finding("encoding", "warning", conv.row, conv.line,
@@ -98,7 +139,29 @@ def text_findings(conv: Conversation) -> list[Finding]:
         listed = ", ".join(f"{n} {kind.replace('_', '-')}{'s' if n > 1 else ''}" for kind, n in pii.items())
         out.append(Finding("pii", "warning", conv.row, conv.line, f"personal data: {listed}",
                            "redact it: tunedeck data prepare --redact"))
+    if placeholders:
+        out.append(placeholder_finding(conv, placeholders))
     return out
+
+
+def placeholder_finding(conv: Conversation, names: Counter[str]) -> Finding:
+    """A warning for {{name}} placeholders left in a row: training would learn them literally."""
+    listed = ", ".join("{{" + name + "}}" + (f" x{n}" if n > 1 else "") for name, n in names.items())
+    fill = " ".join(f"--fill {name}=..." for name in names)
+    return Finding("placeholder", "warning", conv.row, conv.line,
+                   f"template placeholders {listed} would be trained literally",
+                   f"fill them: {fill} (data.placeholders in a config)")
+
+
+def _control_findings(conv: Conversation, number: int, message: Message) -> list[Finding]:
+    found = find_controls(message.content)
+    if not found:
+        return []
+    total = sum(found.values())
+    listed = ", ".join(control_name(char) + (f" x{n}" if n > 1 else "") for char, n in found.most_common())
+    return [Finding("control_chars", "warning", conv.row, conv.line,
+                    f"turn {number} ({message.role}) holds {total} control or invisible character"
+                    f"{'s' if total > 1 else ''}: {listed}", "strip them: tunedeck data prepare --fix-encoding")]
 
 
 def _excerpt(text: str, width: int = 40) -> str:

@@ -41,10 +41,13 @@ class ConfigFormScreen(Screen[None]):
         Binding("ctrl+s", "save_preset", "Save as preset"),
     ]
 
-    def __init__(self, preset: str | None, dataset: str | None = None):
+    def __init__(self, preset: str | None, dataset: str | None = None, data: dict[str, Any] | None = None):
+        """`dataset`: the data path; `data`: data fields chosen before the form (path or dataset_info + name,
+        a cutoff picked on the inspection screen)."""
         super().__init__()
         self.preset = preset
-        self.start_values = {("data", "path"): dataset} if dataset else {}
+        values = ({"path": dataset} if dataset else {}) | (data or {})
+        self.start_values = {("data", key): value for key, value in values.items()}
         self.base = build_from_form(preset, self.start_values)
         self.advice = preset_help(preset)
         self._device = None  # the GPU the estimate is for, found once

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -38,10 +40,43 @@ def summary_text(report: InspectReport) -> Text:
         over = stats["over_cutoff"]
         line("cutoff", f"{stats['cutoff']} · {over} over · {stats['assistant_lost']} lose every answer token",
              "yellow" if over else "")
+        for said in cut_lines(stats):
+            line("", said, "bold yellow")
+    if report.layout:
+        line("read as", report.layout)
+    if report.placeholders:
+        line("unfilled", " · ".join(f"{{{{{name}}}}} in {n} rows" for name, n in report.placeholders.items())
+             + " (data.placeholders fills them)", "yellow")
     counts = report.counts()
     line("findings", " · ".join(f"{kind} {n}" for kind, n in counts.items()) if counts else "none",
          "" if not counts else "yellow")
     return text
+
+
+def cut_warning(stats: dict[str, Any]) -> str:
+    """What the cutoff takes, said where the dataset is accepted: samples cut, trained tokens lost, and the cutoffs
+    (measured percentiles) that keep 95% and 99% of the samples whole; empty when nothing is cut."""
+    over = stats.get("over_cutoff", 0)
+    if not over:
+        return ""
+    lost = stats.get("answer_tokens_lost")
+    tokens = f", {lost} of {stats['answer_tokens']} trained tokens lost" if lost is not None else ""
+    return (f"{over} of {stats['count']} samples are cut{tokens}; cutoff {keeping(stats, 0.95)} keeps 95% whole (5), "
+            f"{keeping(stats, 0.99)} keeps 99% (9)")
+
+
+def cut_lines(stats: dict[str, Any]) -> list[str]:
+    """The same, short enough for the summary pane."""
+    if not stats.get("over_cutoff"):
+        return []
+    lost = stats.get("answer_tokens_lost")
+    return [f"{stats['over_cutoff']} of {stats['count']} cut" + (f" · {lost} trained tokens lost" if lost else ""),
+            f"{keeping(stats, 0.95)} keeps 95% whole (5) · {keeping(stats, 0.99)} 99% (9)"]
+
+
+def keeping(stats: dict[str, Any], share: float) -> int:
+    """The cutoff that keeps `share` of the samples whole, never below the cutoff already set."""
+    return max(stats["cutoff"], stats["cutoff_keeps_95" if share < 0.99 else "cutoff_keeps_99"])
 
 
 def row_text(answer: RowPreview | RawRow, findings: list[Finding]) -> Text:
@@ -81,6 +116,8 @@ class DataScreen(Screen[bool]):
         Binding("tab", "app.focus_next", "Next pane"),
         Binding("shift+tab", "app.focus_previous", "Prev pane"),
         Binding("a", "accept", "Accept dataset"),
+        Binding("5", "accept_cutoff(0.95)", "Keep 95% whole"),
+        Binding("9", "accept_cutoff(0.99)", "Keep 99% whole"),
     ]
 
     def __init__(self, request: InspectRequest, command: CommandFactory = worker_command):
@@ -94,6 +131,7 @@ class DataScreen(Screen[bool]):
         self.shown_row: int | None = None
         self._inspector: InspectorProcess | None = None
         self._leaving = False
+        self.chosen_cutoff: int | None = None  # a cutoff picked on accepting (5 / 9), for the run's config
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -164,8 +202,12 @@ class DataScreen(Screen[bool]):
         self.query_one("#data-summary", Static).update(summary_text(report))
         cutoff = report.lengths.cutoff if report.lengths else self.request.cutoff
         self.query_one(LengthHistogram).show(report.lengths.lengths if report.lengths else [], cutoff)
+        warning = cut_warning(report.lengths.summary() if report.lengths else {})
         self.query_one("#data-status", Static).update(
-            f"{len(self.findings)} findings · Enter shows a finding's row · a accepts the dataset")
+            f"{len(self.findings)} findings · Enter shows a finding's row · a accepts the dataset"
+            + (f" as it is · {warning}" if warning else ""))
+        if warning:
+            self.notify(warning, title="the cutoff cuts samples", severity="warning", timeout=10)
         self._fill_findings()
         table = self.query_one(DataTable)
         table.focus()
@@ -225,6 +267,15 @@ class DataScreen(Screen[bool]):
         self.notify(f"showing {self.kind_filter or 'every kind'}", timeout=2)
 
     def action_accept(self) -> None:
+        self._leave(True)
+
+    def action_accept_cutoff(self, share: float) -> None:
+        """Accept with the cutoff that keeps `share` of the samples whole (95% or 99%, measured)."""
+        stats = self.report.lengths.summary() if self.report is not None and self.report.lengths else {}
+        if not stats.get("over_cutoff"):
+            self.notify("no sample is longer than the cutoff", timeout=3)
+            return
+        self.chosen_cutoff = keeping(stats, share)
         self._leave(True)
 
     def action_back(self) -> None:

@@ -12,6 +12,7 @@ from textual.widgets import Footer, Header, Static
 
 from tunedeck.core.config import Config
 from tunedeck.core.config_files import dump_config
+from tunedeck.core.data.loading import describe_source
 
 
 class ReviewScreen(Screen[None]):
@@ -37,6 +38,7 @@ class ReviewScreen(Screen[None]):
         yield Header()
         yield Static(f"The resolved config (preset {self.preset or '(none)'} + the form). l launches it.",
                      id="review-title")
+        yield Static(describe_source(self.config.data), id="review-data")
         with VerticalScroll(id="review"):
             yield Static(Syntax(self.yaml, "yaml", line_numbers=True, theme="ansi_dark"), id="review-yaml")
         yield Footer()
