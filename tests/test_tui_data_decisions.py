@@ -17,6 +17,7 @@ from textual.widgets import Input, OptionList, Static
 
 from tunedeck.core.config import DataConfig
 from tunedeck.core.inspect.inspect import inspect_dataset
+from tunedeck.core.inspect.messages import ReportReady
 from tunedeck.core.inspect.service import answer_row, load_rows
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.inspector import InspectRequest
@@ -25,7 +26,7 @@ from tunedeck.tui.screens.data import DataScreen
 from tunedeck.tui.screens.new_run import NewRunScreen
 from tunedeck.tui.screens.review import ReviewScreen
 
-from .tui_support import RecordingLauncher, screen_text, wait_for
+from .tui_support import RecordingLauncher, make_services, screen_text, wait_for
 
 CUTOFF = 64
 REPLAY = Path(__file__).with_name("inspect_replay.py")
@@ -36,9 +37,8 @@ def write_transcript(cfg: DataConfig, tokenizer, where: Path) -> tuple[Path, dic
     """The real worker's report and row answers for `cfg`, recorded for the replay script."""
     report = inspect_dataset(cfg, tokenizer=tokenizer)
     rows = load_rows(cfg, tokenizer)
-    lines = [{"type": "report", "report": report.to_json(), "lengths": report.lengths.lengths,
-              "trained": report.lengths.trained}]
-    answers = {str(r): answer_row(rows, r, tokenizer, cfg.cutoff_len) for r in range(report.rows)}
+    lines = [ReportReady(report).to_json()]
+    answers = {str(r): answer_row(rows, r, tokenizer, cfg.cutoff_len).to_json() for r in range(report.rows)}
     where.write_text(json.dumps({"lines": lines, "rows": answers}), encoding="utf-8")
     return where, report.to_json()
 
@@ -89,7 +89,8 @@ async def test_samples_cut_by_the_cutoff_are_said_and_a_cutoff_that_keeps_95_per
     warning = (f"{over} of 20 samples are cut, {stats['answer_tokens_lost']} of {stats['answer_tokens']} trained "
                f"tokens lost; cutoff {keep95} keeps 95% whole (5), {keep99} keeps 99% (9)")
 
-    app = TunedeckApp(runs_root=tmp_path, launcher=RecordingLauncher(tmp_path), inspect_command=replay(transcript))
+    app = TunedeckApp(services=make_services(tmp_path, launcher=RecordingLauncher(tmp_path),
+                                           inspect_command=replay(transcript)))
     async with app.run_test(size=(170, 50)) as pilot:
         await pilot.press("n")
         app.screen.query_one("#dataset", Input).value = str(path)
@@ -121,7 +122,8 @@ async def test_a_dataset_info_json_lists_its_entries_and_the_run_reads_the_chose
                                      tmp_path / "transcript.json")
     requests: list[InspectRequest] = []
     launcher = RecordingLauncher(tmp_path / "runs")
-    app = TunedeckApp(runs_root=tmp_path / "runs", launcher=launcher, inspect_command=replay(transcript, requests))
+    app = TunedeckApp(services=make_services(tmp_path / "runs", launcher=launcher,
+                                           inspect_command=replay(transcript, requests)))
     async with app.run_test(size=(170, 50)) as pilot:
         await pilot.press("n")
         app.screen.query_one("#dataset", Input).value = str(info)

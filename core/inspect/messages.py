@@ -42,7 +42,7 @@ class ReportReady:
         lengths = self.report.lengths
         return {"type": self.TYPE, "report": self.report.to_json(),
                 "lengths": lengths.lengths if lengths else [], "trained": lengths.trained if lengths else [],
-                "assistant": lengths.assistant if lengths else []}
+                **({"assistant": lengths.assistant} if lengths and lengths.assistant else {})}
 
 
 @dataclass(frozen=True)
