@@ -9,10 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tunedeck.core.config_files import load_config
 from tunedeck.core.jobs.runs import RunDir, create_run, start_worker
 from tunedeck.core.stream.events import Checkpoint, Log, RunFinished, RunStarted, Step, read_events, training_curve
-from tunedeck.core.training.checkpoints import MANIFEST, check_complete
+from tunedeck.core.training.checkpoints import NO_MANIFEST, TEST_PAUSE, check_complete
 
 
 def math_rows(n: int) -> list[dict]:
@@ -93,8 +95,8 @@ def test_kill_9_while_a_checkpoint_is_written_resumes_from_the_previous_complete
     wait_for(newest.is_dir, every=0.001)
     os.killpg(proc.pid, signal.SIGKILL)  # wherever it is inside writing checkpoint-4
     proc.wait(timeout=60)
-    if (newest / MANIFEST).exists():  # the write won the race: tear a file as a crash mid-write would
-        torn = newest / "optimizer.pt"
+    torn = newest / "optimizer.pt"
+    if torn.exists():  # tear it as a crash mid-write would (even if the write won the race, or its files all landed)
         torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
     assert check_complete(newest) is not None
     assert check_complete(run.checkpoints / "checkpoint-2") is None
@@ -109,6 +111,36 @@ def test_kill_9_while_a_checkpoint_is_written_resumes_from_the_previous_complete
     assert [s.step for s in steps] == list(range(1, 13))
     assert events[-1].status == "completed" and events[-1].final_step == 12
     assert any(p.name.startswith("incomplete-checkpoint-4") for p in run.checkpoints.iterdir())
+
+
+@pytest.mark.slow
+def test_kill_9_between_a_checkpoints_files_and_its_manifest_keeps_the_older_and_recovers_the_newer(
+        tmp_path, tiny_model_dir, tunedeck_cmd, monkeypatch):
+    run = make_run(tmp_path, tiny_model_dir, "window", "train.max_steps=8", "train.save_strategy=steps",
+                   "train.save_steps=2", "train.save_total_limit=1", "train.load_best_at_end=false")
+    monkeypatch.setenv(TEST_PAUSE, "checkpoint-written:4")  # the worker stops right before checkpoint-4's manifest
+    proc = start_worker(run)
+    monkeypatch.delenv(TEST_PAUSE)
+    try:
+        wait_for(lambda: "test hook: paused at checkpoint-written (step 4)" in run.log_path.read_text()
+                 or proc.poll() is not None, every=0.1)
+        assert proc.poll() is None, run.log_path.read_text()[-2000:]
+        # the window: checkpoint-4 holds every file but no manifest, and with save_total_limit 1 the checkpoint it
+        # replaces is still there and complete (the Trainer's own rotation had deleted it by now)
+        assert check_complete(run.checkpoints / "checkpoint-4") == NO_MANIFEST
+        assert check_complete(run.checkpoints / "checkpoint-2") is None
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+
+    result = resume_cli(run, tunedeck_cmd)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "checkpoint-4 has no completion manifest" in result.stdout and "recovered" in result.stdout
+    events = list(read_events(run.events_path))
+    assert [e.resumed_from_step for e in events if isinstance(e, RunStarted)] == [0, 4]
+    assert [e.step for e in events if isinstance(e, Step)] == list(range(1, 9))  # no gap, no repeat
+    assert events[-1].status == "completed" and events[-1].final_step == 8
+    assert sorted(p.name for p in run.checkpoints.glob("checkpoint-*")) == ["checkpoint-8"]  # rotation goes on
 
 
 def test_rising_eval_loss_stops_early_and_keeps_the_best_checkpoint(tmp_path, tiny_model_dir):

@@ -201,7 +201,7 @@ def _build_trainer(config, run, model, tokenizer, prepared, precision, hardware,
         eval_steps=t.eval_steps,
         save_strategy=t.save_strategy,
         save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
+        save_total_limit=None,  # EventCallback rotates, after the newest checkpoint's manifest is written
         metric_for_best_model="eval_loss" if eval_strategy != "no" else None,
         greater_is_better=False,
         load_best_model_at_end=t.load_best_at_end and eval_strategy != "no",
@@ -241,7 +241,8 @@ def _build_trainer(config, run, model, tokenizer, prepared, precision, hardware,
         eval_dataset=prepared.val if has_val else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[EventCallback(run, events, samples_per_step, started), StopCallback(cancel, events)],
+        callbacks=[EventCallback(run, events, samples_per_step, started, keep=t.save_total_limit),
+                   StopCallback(cancel, events)],
     )
     if t.early_stopping_patience and eval_strategy != "no":
         trainer.add_callback(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
