@@ -116,3 +116,16 @@ def test_training_curve_drops_history_a_resume_retrained():
     steps, evals = training_curve(events)
     assert [(s.step, s.loss) for s in steps] == [(1, 1.0), (2, 2.0), (3, 13.0), (4, 14.0), (5, 15.0), (6, 16.0)]
     assert [e.step for e in evals] == [2]
+
+
+def test_a_torn_last_line_does_not_swallow_the_next_event(tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    torn = '{"v": 1, "t": 1.0, "type": "step", "st'  # its writer died here
+    path.write_text(Log(level="info", message="before").to_json() + "\n" + torn, encoding="utf-8")
+    writer = EventWriter(path)
+    after = writer.emit(Log(level="info", message="after"))
+    writer.close()
+    assert path.read_text(encoding="utf-8").splitlines()[1:] == [torn, after.to_json()]
+    assert [e.message for e in read_events(path)] == ["before", "after"]
+    EventWriter(path).close()  # a whole last line is left as it is
+    assert path.read_text(encoding="utf-8").count("\n") == 3

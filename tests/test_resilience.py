@@ -13,7 +13,16 @@ import pytest
 
 from tunedeck.core.config_files import load_config
 from tunedeck.core.jobs.runs import RunDir, create_run, start_worker
-from tunedeck.core.stream.events import Checkpoint, Log, RunFinished, RunStarted, Step, read_events, training_curve
+from tunedeck.core.stream.events import (
+    Checkpoint,
+    Error,
+    Log,
+    RunFinished,
+    RunStarted,
+    Step,
+    read_events,
+    training_curve,
+)
 from tunedeck.core.training.checkpoints import NO_MANIFEST, TEST_PAUSE, check_complete
 
 
@@ -191,3 +200,69 @@ def test_resume_refuses_completed_running_and_unknown_runs(tmp_path, tunedeck_cm
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and expected in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 12 MiB tmpfs (root only), unmounted afterwards; skipped with the reason where it cannot be mounted."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_checkpoint_fails_the_run_readably_and_keeps_every_complete_checkpoint(
+        tmp_path, tiny_model_dir, small_disk, tunedeck_cmd):
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps(math_rows(24)), encoding="utf-8")
+    config = load_config(overrides=[
+        f"model.name_or_path={tiny_model_dir}", f"data.path={data}", "data.val_size=0", "data.cutoff_len=64",
+        "lora.r=8", "lora.alpha=16", "train.batch_size=4", "train.gradient_accumulation_steps=1",
+        "train.gradient_checkpointing=false", "train.eval_strategy=no", "train.save_strategy=steps",
+        "train.save_steps=1", "train.save_total_limit=100", "train.max_steps=200", "train.load_best_at_end=false",
+    ])
+    run = create_run(small_disk / "runs", config, "full")
+    proc = start_worker(run)
+    assert proc.wait(timeout=600) == 1, run.log_path.read_text(errors="replace")[-2000:]
+
+    events = list(read_events(run.events_path))
+    errors = [e for e in events if isinstance(e, Error)]
+    finished = events[-1]
+    assert len(errors) == 1 and errors[0].kind == "disk", errors
+    failed_at = errors[0].step
+    assert failed_at and f"the disk is full while writing checkpoint-{failed_at} in {run.checkpoints}" in \
+        errors[0].message
+    assert " free, a checkpoint needs about " in errors[0].message and " MiB" in errors[0].message
+    assert any(f"tunedeck resume {run.run_id}" in hint for hint in errors[0].hints)
+    assert isinstance(finished, RunFinished) and finished.status == "failed" and finished.final_step == failed_at
+    assert [e.step for e in events if isinstance(e, Step)] == list(range(1, failed_at + 1))
+    status = run.read_status()
+    assert status["status"] == "failed" and status["error_kind"] == "disk" and status["step"] == failed_at
+    kept = sorted(int(p.name.split("-")[1]) for p in run.checkpoints.glob("checkpoint-*"))
+    assert kept == list(range(1, failed_at)) and failed_at > 1  # the unfinished one went, every complete one stayed
+    assert all(check_complete(run.checkpoints / f"checkpoint-{n}") is None for n in kept)
+
+    # the disk stays full: a resume says so on one line and starts nothing
+    with open(small_disk / "filler", "wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError:
+            pass
+    before = run.events_path.read_bytes()
+    result = subprocess.run([*tunedeck_cmd, "resume", run.run_id, "--headless", "--runs-dir", str(run.root.parent)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stderr.startswith(f"tunedeck: the disk is full in {run.root}") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "B free" in result.stderr
+    assert run.events_path.read_bytes() == before and run.holder() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,10 @@ def load_val_data(cfg: DataConfig, tokenizer: Any | None = None) -> LoadedData |
     mapping = None
     if cfg.dataset_info:
         _, mapping = mapping_from_dataset_info(Path(cfg.dataset_info).expanduser(), cfg.name or "")
-    return _load(resolve_data_path(cfg.val_path), mapping, cfg, tokenizer)
+    path = resolve_data_path(cfg.val_path)
+    if not path.exists():
+        raise DataError("validation file not found", where=str(path), hint="check data.val_path")
+    return _load(path, mapping, cfg, tokenizer)
 
 
 def data_files(cfg: DataConfig) -> list[Path]:
@@ -87,6 +91,9 @@ def _load(path: Path, mapping: Mapping | None, cfg: DataConfig, tokenizer: Any |
 
 def untrainable_reason(conv: Conversation) -> str | None:
     """Why a conversation cannot teach anything, or None."""
+    invalid = invalid_text(conv)
+    if invalid:
+        return invalid
     if "text" in conv.meta:  # continued-pretraining text: every token is trained
         return None if conv.meta["text"].strip() else "the text is empty"
     roles = [m.role for m in conv.messages]
@@ -98,6 +105,20 @@ def untrainable_reason(conv: Conversation) -> str | None:
         return "the assistant answer is empty"
     if not any(m.content.strip() for m in conv.messages if m.role == "user"):
         return "no user turn with text"
+    return None
+
+
+def invalid_text(conv: Conversation) -> str | None:
+    """Why a conversation's text cannot be tokenized (a lone surrogate: JSON's "\\ud800" is no character), or None."""
+    try:
+        extra = json.dumps([conv.tools, [m.tool_calls for m in conv.messages]], ensure_ascii=False)
+    except (RecursionError, ValueError):
+        return "its tools or tool calls are nested too deeply"
+    for text in (conv.key(), extra):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"holds a lone surrogate ({text[exc.start]!r}), which is not valid Unicode"
     return None
 
 

@@ -11,6 +11,7 @@ from tunedeck.core.data.loading import LoadedData, load_data, load_val_data, spl
 from tunedeck.core.data.tokenize import EncodedSplit, encode_split
 from tunedeck.core.errors import DataError
 from tunedeck.core.models.templates import TEMPLATES
+from tunedeck.core.private import private_dir
 from tunedeck.core.stream.events import EventWriter, Log
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ def prepare_data(config: Config, tokenizer: Any, events: EventWriter) -> Tokeniz
     key = tokenized_key(config, tokenizer)
     folder = cache_dir() / "tokenized" / key
     if config.train.cache_tokenized:
+        private_dir(folder.parent)  # tokenized training data: readable by its owner only
         cached = load_tokenized(folder)
         if cached is not None:
             for level, message in cached.messages:

@@ -54,9 +54,13 @@ class JobLock:
         return self._own(fd)
 
     def _own(self, fd: int, pid: int | None = None) -> JobLock:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # already ours: a no-op that proves it
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{pid or os.getpid()}\n".encode("ascii"), 0)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # already ours: a no-op that proves it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{pid or os.getpid()}\n".encode("ascii"), 0)
+        except OSError as exc:  # e.g. a full disk: let go, and say where
+            os.close(fd)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
         self._fd = fd
         return self
 

@@ -12,13 +12,15 @@ from transformers import TrainerCallback
 
 from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import Checkpoint, Eval, EventWriter, Log, Step
-from tunedeck.core.training.checkpoints import hold_for_test, mark_complete
+from tunedeck.core.training.checkpoints import folder_size, hold_for_test, mark_complete
 from tunedeck.core.training.distributed import agreed_stop, is_main_process
 from tunedeck.core.training.rotation import rotate
 
 STATUS_EVERY_S = 5.0
-# The optimizer step being computed in this worker process (one run per process), for the error event.
+# The optimizer step being computed in this worker process (one run per process), for the error event, and the
+# last one finished, for the failed run's final step.
 step_in_progress: int | None = None
+steps_done: int | None = None
 
 
 class EventCallback(TrainerCallback):
@@ -54,6 +56,10 @@ class EventCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         global step_in_progress
         step_in_progress = state.global_step + 1
+
+    def on_step_end(self, args, state, control, **kwargs):
+        global steps_done
+        steps_done = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not self.main:
@@ -102,7 +108,8 @@ class EventCallback(TrainerCallback):
             mark_complete(path, state.global_step)
             rotate(path.parent, self.keep, state.best_model_checkpoint)
         self.events.emit(Checkpoint(step=state.global_step, path=str(path), eval_loss=self.last_eval_loss))
-        self.run.update_status(last_checkpoint=str(path), best_checkpoint=state.best_model_checkpoint)
+        self.run.update_status(last_checkpoint=str(path), best_checkpoint=state.best_model_checkpoint,
+                               checkpoint_bytes=folder_size(path))
 
 
 class StopCallback(TrainerCallback):

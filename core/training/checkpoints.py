@@ -119,6 +119,11 @@ def _is_temporary(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
+def folder_size(path: Path) -> int:
+    """Bytes in the files under a folder (0 when it is gone)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
 def checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
     """Checkpoint folders under root as (step, path), newest first."""
     if not root.is_dir():
