@@ -219,7 +219,7 @@ def _read_csv(text: str, source: str) -> Records:
         for index, row in enumerate(reader):
             records.rows.append(Row(index, reader.line_num, {k: v for k, v in row.items() if k is not None}))
     except csv.Error as exc:  # e.g. a field over the csv module's size limit, or a NUL byte
-        raise DataError(f"unreadable CSV: {exc}", where=f"{source}:{max(reader.line_num, 1)}",
+        raise DataError(f"unreadable CSV: {exc}", where=f"{source}:{reader.line_num + 1}",  # the line it was on
                         hint="check the quoting there") from None
     if not records.rows:
         raise DataError("CSV has a header but no rows", where=source)
