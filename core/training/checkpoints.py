@@ -24,9 +24,16 @@ RESUME_FILES = ("trainer_state.json", "scheduler.pt")
 
 
 def mark_complete(path: Path, step: int) -> None:
-    """Record every file of a finished checkpoint with its size; written last, atomically."""
-    files = {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*"))
-             if p.is_file() and p.name != MANIFEST and not _is_temporary(p)}
+    """Record every file of a finished checkpoint with its size; written last, atomically, once the files are on
+    disk (fsync), so not even a power loss leaves a manifest vouching for data that never reached the disk."""
+    found = [p for p in sorted(path.rglob("*")) if p.is_file() and p.name != MANIFEST and not _is_temporary(p)]
+    for file in found:
+        fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    files = {str(p.relative_to(path)): p.stat().st_size for p in found}
     write_atomic(path / MANIFEST, json.dumps({"step": step, "files": files, "written_at": time.time()}, indent=1))
 
 
