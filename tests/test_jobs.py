@@ -261,18 +261,25 @@ def test_a_second_training_worker_exits_2_and_stop_reaches_the_lock_holder(tmp_p
 @pytest.mark.slow
 def test_a_training_worker_killed_with_sigkill_leaves_no_stale_lock(tmp_path, tiny_model_dir):
     run = make_run(tmp_path, tiny_model_dir, "killed", "train.max_steps=5000")
+    starting = start_worker(run)
+    assert run.holder() == starting.pid and run.effective_status() == "starting"
+    os.killpg(starting.pid, signal.SIGKILL)  # killed before it took over: no stale lock, no endless 'starting'
+    starting.wait(timeout=60)
+    assert run.holder() is None and run.effective_status() == "failed"
+
     proc = start_worker(run)
-    wait_for(lambda: run.holder() == proc.pid or proc.poll() is not None)
+    wait_for(lambda: run.read_status().get("pid") == proc.pid or proc.poll() is not None)
     assert proc.poll() is None, run.log_path.read_text()[-2000:]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert run.holder() is None and run.effective_status() == "failed"
 
-    again = start_worker(run)  # the next start works
+    again = start_worker(run)  # the next start works: its starter hands the lock straight to it
     try:
-        wait_for(lambda: run.holder() == again.pid or again.poll() is not None)
+        assert run.holder() == again.pid
+        wait_for(lambda: run.read_status().get("pid") == again.pid or again.poll() is not None)
         assert again.poll() is None, run.log_path.read_text()[-2000:]
-        assert run.read_status()["pid"] == again.pid or run.read_status()["status"] == "starting"
+        assert run.read_status()["status"] == "running" and run.holder() == again.pid
         assert run.stop()
         assert again.wait(timeout=300) == 0
     finally:

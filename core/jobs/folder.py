@@ -17,7 +17,6 @@ from tunedeck.core.jobs.lock import JobLock
 from tunedeck.core.jobs.process import worker_argv
 
 ACTIVE = ("starting", "running")
-STARTUP_GRACE_S = 120  # a worker that has not written its pid by then never started
 
 
 @dataclass(frozen=True)
@@ -58,17 +57,17 @@ class JobFolder:
         return status
 
     def effective_status(self) -> str:
-        """The status, with a job whose worker died without saying so (or never started) reported as failed.
+        """The status, with a job whose worker died without saying so (or never came up) reported as failed.
 
-        Where status.json and the processes disagree, the lock decides: a worker holding it is running."""
+        Where status.json and the processes disagree, the lock decides: a worker holding it is running. A job
+        stays 'starting' only while its lock is held: the starter holds it until it hands it to the worker."""
         status = self.read_status()
         state = status.get("status", "unknown")
         pid = status.get("pid")
-        dead = state in ("created", *ACTIVE) and pid and not pid_alive(int(pid))
-        never_started = (state == "starting" and not pid
-                         and time.time() - status.get("updated_at", 0) > STARTUP_GRACE_S)
-        if dead or never_started:
+        if state in ("created", *ACTIVE) and pid and not pid_alive(int(pid)):
             return "running" if self.holder() is not None else "failed"
+        if state == "starting" and not pid and self.holder() is None:
+            return "failed"
         return state
 
     def holder(self) -> int | None:
