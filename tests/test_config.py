@@ -234,3 +234,15 @@ def test_preset_names_cannot_leave_the_preset_folders():
     for name in ("../../etc/passwd", "/etc/passwd", ".hidden", "a/b"):
         with pytest.raises(ConfigError, match="invalid preset name"):
             load_config(preset=name)
+
+
+def test_no_validation_is_explained_as_it_is():
+    from tunedeck.core.training.recipe import no_validation_reason
+
+    assert no_validation_reason(load_config(overrides=["data.val_size=0"])) == \
+        "no validation split (data.val_size is 0)"
+    held_out_none = no_validation_reason(load_config(overrides=["data.val_size=0.1"]))
+    assert held_out_none.startswith("no validation samples: data.val_size 0.1 held out none")
+    assert "val_size is 0" not in held_out_none
+    assert no_validation_reason(load_config(overrides=["data.val_path=/data/val.json"])) == \
+        "no validation samples: none of /data/val.json fits data.cutoff_len"

@@ -13,6 +13,7 @@ import pytest
 
 from tunedeck.core.config_files import load_config
 from tunedeck.core.jobs.runs import RunDir, create_run, start_worker
+from tunedeck.core.models.loading import cache_dir
 from tunedeck.core.stream.events import (
     Checkpoint,
     Error,
@@ -142,9 +143,13 @@ def test_kill_9_between_a_checkpoints_files_and_its_manifest_keeps_the_older_and
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
 
+    run.path.chmod(0o755)  # someone opened the run folder up meanwhile
     result = resume_cli(run, tunedeck_cmd)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "checkpoint-4 has no completion manifest" in result.stdout and "recovered" in result.stdout
+    assert "the run folder was open to others (mode 755): made private" in result.stdout
+    assert run.path.stat().st_mode & 0o777 == 0o700
+    assert (cache_dir() / "tokenized").stat().st_mode & 0o777 == 0o700  # the tokenized training data too
     events = list(read_events(run.events_path))
     assert [e.resumed_from_step for e in events if isinstance(e, RunStarted)] == [0, 4]
     assert [e.step for e in events if isinstance(e, Step)] == list(range(1, 9))  # no gap, no repeat
