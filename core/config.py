@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tunedeck.core.export.quant_types import normalize_quant_types
 from tunedeck.core.models.templates import TEMPLATE_NAMES
@@ -20,10 +21,30 @@ def _yaml_no(value: Any) -> Any:
 Strategy = Annotated[Literal["no", "steps", "epoch"], BeforeValidator(_yaml_no)]
 
 
+def _numeric(annotation: Any) -> bool:
+    """Whether a field holds a number (int, float, a literal of numbers, or an optional one) and never a bool."""
+    if annotation in (int, float):
+        return True
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return all(isinstance(a, int | float) and not isinstance(a, bool) for a in args)
+    if origin in (Union, types.UnionType):
+        return bool not in args and any(_numeric(a) for a in args if a is not type(None))
+    return False
+
+
 class Section(BaseModel):
     """Base for every config section: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's true / false are not 1 / 0: `lora.r: true` is a mistake, not rank 1."""
+        if isinstance(value, bool) and _numeric(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 class ModelConfig(Section):
@@ -222,7 +243,8 @@ class TrainConfig(Section):
     early_stopping_threshold: float = Field(
         0.0, ge=0.0, description="How much eval loss must fall to count as an improvement for early stopping."
     )
-    seed: int = Field(42, description="Seed for adapter initialisation, data order and the validation split.")
+    seed: int = Field(42, ge=0, le=2**32 - 1,
+                      description="Seed for adapter initialisation, data order and the validation split.")
     num_threads: int | None = Field(
         None, ge=1, le=1024, description="CPU threads for torch; empty uses every core."
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,12 @@ from pydantic import BaseModel, ValidationError
 
 from tunedeck.core.config import Config
 from tunedeck.core.errors import ConfigError
+from tunedeck.core.user_files import CONFIG_LIMIT, read_regular
 from tunedeck.presets import PREFERRED_ORDER, PRESET_DIR
 
+PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+KEY_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_DEPTH = 32  # a config nests four levels; deeper YAML is refused before it can exhaust the stack
 # Keys holding file paths: a relative value is resolved against the folder of the file it came from.
 PATH_KEYS = {("data", "path"), ("data", "val_path"), ("data", "dataset_info"), ("distributed", "hostfile")}
 MODEL_PATH_KEY = ("model", "name_or_path")  # resolved only when the relative path exists
@@ -35,6 +41,9 @@ def preset_names() -> list[str]:
 
 
 def preset_path(name: str) -> Path:
+    if not PRESET_NAME.match(name):
+        raise ConfigError(f"invalid preset name {name!r}", where="--preset",
+                          hint="a preset is named by letters, digits, '.', '_' and '-' (see `tunedeck presets`)")
     for folder in (PRESET_DIR, user_preset_dir()):
         path = folder / f"{name}.yaml"
         if path.is_file():
@@ -81,15 +90,7 @@ class ConfigBuilder:
     def add_file(self, path: str | Path, label: str | None = None) -> ConfigBuilder:
         path = Path(path)
         shown = label or str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("config file not found", where=str(path), hint="check the path") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", where=str(path),
-                              hint="save the file as UTF-8") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read: {exc.strerror}", where=str(path)) from None
+        text = read_config_text(path)
         data, lines = parse_yaml(text, str(path))
         self._merge(data, Origin(str(path), None, path.resolve().parent), lines=lines)
         self.sources.append(shown)
@@ -103,14 +104,19 @@ class ConfigBuilder:
     def add_override(self, assignment: str) -> ConfigBuilder:
         """Apply one `--set key.path=value`; the value is read as a YAML scalar or list."""
         key, sep, raw = assignment.partition("=")
+        parts = tuple(key.strip().split("."))
+        if not sep or not all(KEY_PART.match(p) for p in parts):
+            raise ConfigError("expected key.path=value", where=f"--set {_printable(assignment)}",
+                              hint="e.g. --set train.learning_rate=1e-4")
         where = f"--set {assignment}"
-        if not sep or not key.strip():
-            raise ConfigError("expected key.path=value", where=where, hint="e.g. --set train.learning_rate=1e-4")
+        control = next((c for c in raw if unicodedata.category(c) == "Cc" and c != "\t"), None)
+        if control is not None:
+            raise ConfigError(f"the value holds a control character ({_printable(control)})",
+                              where=f"--set {key}", hint="one --set holds one line of text; use a config file")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = _load_value(raw) if raw.strip() else None
+        except (yaml.YAMLError, ValueError):
             value = raw
-        parts = tuple(p for p in key.strip().split(".") if p)
         nested: dict[str, Any] = {}
         cursor = nested
         for part in parts[:-1]:
@@ -128,6 +134,7 @@ class ConfigBuilder:
         for key, value in overlay.items():
             key_path = prefix + (str(key),)
             here = Origin(origin.source, (lines or {}).get(key_path), origin.base_dir)
+            self.origins.pop(key_path, None)  # re-inserted: the origins' order is the order values were set
             self.origins[key_path] = here
             if isinstance(value, dict):
                 if not isinstance(target.get(key), dict):
@@ -145,7 +152,7 @@ class ConfigBuilder:
     def _explain(self, exc: ValidationError) -> ConfigError:
         first = exc.errors()[0]
         loc = tuple(str(p) for p in first["loc"])
-        origin = self._origin_for(loc)
+        origin = self._origin_for(loc, first["msg"])
         key = ".".join(loc) or "config"
         if first["type"] == "extra_forbidden":
             message = f"{key}: unknown key"
@@ -160,17 +167,48 @@ class ConfigBuilder:
         return ConfigError(message, where=origin.where() if origin else ", ".join(self.sources) or None,
                            hint=hint)
 
-    def _origin_for(self, loc: tuple[str, ...]) -> Origin | None:
+    def _origin_for(self, loc: tuple[str, ...], message: str = "") -> Origin | None:
+        """Where the value an error is about came from. A check of a whole section (e.g. 'save_strategy steps
+        needs save_steps') is blamed on the latest source that set a key the message names, not on whichever
+        source touched the section last."""
+        if loc and loc in self.origins and loc not in self._sections():
+            return self.origins[loc]
+        named = [path for path in self.origins
+                 if path[:len(loc)] == loc and len(path) == len(loc) + 1
+                 and re.search(rf"\b{re.escape(path[-1])}\b", message)]
+        if named:
+            return self.origins[named[-1]]
         for end in range(len(loc), 0, -1):
             if loc[:end] in self.origins:
                 return self.origins[loc[:end]]
         return None
 
+    def _sections(self) -> set[tuple[str, ...]]:
+        """Key paths that hold a mapping (sections), as opposed to values."""
+        return {path for path in self.origins if any(other[:len(path)] == path and len(other) > len(path)
+                                                     for other in self.origins)}
+
+
+def read_config_text(path: Path) -> str:
+    """A config or preset file's text: a regular file of at most CONFIG_LIMIT bytes, in UTF-8."""
+    raw = read_regular(path, ConfigError, limit=CONFIG_LIMIT, missing="config file not found", hint="check the path")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", where=f"{path}:{line}",
+                          hint="save the file as UTF-8") from None
+
+
+def _printable(text: str) -> str:
+    """Text with control characters written as escapes, so it stays on the one line of an error."""
+    return "".join(c if unicodedata.category(c) != "Cc" else repr(c)[1:-1] for c in text)
+
 
 def preset_comments(path: str | Path) -> dict[tuple[str, ...], str]:
     """The inline `# advice` comment of each key path in a YAML file, e.g. ('lora', 'r') -> 'raise to 128 if ...'."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_config_text(path)
     _, key_lines = parse_yaml(text, str(path))
     lines = text.splitlines()
     comments = {}
@@ -194,15 +232,58 @@ def _inline_comment(line: str) -> str | None:
     return None
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (a config has no use for them; they build recursive values and alias
+    bombs) and without nesting deeper than MAX_DEPTH."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a config",
+                                              self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _load_value(text: str) -> Any:
+    """One YAML value (a --set value) read by the config loader."""
+    loader = _ConfigLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     """Parse YAML to a dict plus the 1-based line of every mapping key path."""
+    loader = None
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        loader = _ConfigLoader(text)  # the reader refuses characters YAML does not allow (e.g. NUL) right here
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        where = f"{source}:{line}" if line else source
-        raise ConfigError(f"invalid YAML: {exc.problem}", where=where, hint="check indentation and quoting") from None
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}" if mark else source
+        ours = isinstance(exc, yaml.composer.ComposerError) and exc.context is None
+        raise ConfigError(f"invalid YAML: {exc.problem}", where=where,
+                          hint=None if ours else "check indentation and quoting") from None
+    except yaml.reader.ReaderError as exc:
+        where = f"{source}:{text.count(chr(10), 0, exc.position) + 1}"
+        raise ConfigError(f"invalid YAML: {exc.reason} ({_printable(chr(exc.character))})", where=where,
+                          hint="remove the character") from None
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:  # e.g. a 5000-digit number or a 13th month
+        raise ConfigError(f"invalid YAML value: {_printable(str(exc).splitlines()[0] if str(exc) else '')}",
+                          where=source) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return {}, {}
     if not isinstance(data, dict):

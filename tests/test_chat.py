@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -298,3 +300,37 @@ def test_the_extra_buffer_switch_follows_the_environment(monkeypatch):
     assert not gguf_runtime.extra_buffers_wanted()
     monkeypatch.delenv("TUNEDECK_GGUF_EXTRA_BUFFERS")
     assert gguf_runtime.extra_buffers_wanted() == (not gguf_runtime.reports_amx())
+
+
+@pytest.mark.slow
+def test_the_worker_refuses_a_prompt_past_the_context_at_once_and_keeps_the_conversation(tiny_model_dir: Path,
+                                                                                       tmp_path: Path):
+    from tunedeck.core.models.loading import BUILTIN_MODELS, builtin_gguf_path
+
+    short = tmp_path / "short-model"  # the tiny model, reading at most 64 positions
+    short.mkdir()
+    for file in tiny_model_dir.iterdir():
+        if file.name != "config.json":
+            (short / file.name).symlink_to(file)
+    config = json.loads((tiny_model_dir / "config.json").read_text(encoding="utf-8"))
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 64}), encoding="utf-8")
+    long_prompt = [{"role": "user", "content": "tell me more about this " * 900}]
+    process = WorkerProcess(str(builtin_gguf_path(BUILTIN_MODELS["smollm2-135m-instruct"])))
+    try:
+        assert process.next()["model"]["backend"] == "gguf"
+        started = time.perf_counter()
+        _, refused = process.answer(id="l1", messages=long_prompt, settings={"max_new_tokens": 4})
+        assert refused["type"] == "error" and refused["id"] == "l1", refused
+        assert re.search(r"the prompt is \d{4} tokens; this model's context holds 4096", refused["message"])
+        assert time.perf_counter() - started < 30
+        _, fine = process.answer(id="l2", messages=WHO, settings={"max_new_tokens": 4})
+        assert fine["type"] == "done" and fine["tokens"] == 4
+        process.send(op="load", model=str(short))
+        assert process.next()["model"]["backend"] == "hf"
+        _, refused = process.answer(id="l3", messages=long_prompt, settings={"max_new_tokens": 4})
+        assert refused["type"] == "error" and "this model reads at most 64 (max_position_embeddings)" in \
+            refused["message"]
+        _, fine = process.answer(id="l4", messages=WHO, settings={"max_new_tokens": 200})
+        assert fine["type"] == "done" and fine["tokens"] < 64  # the answer ends by the model's last position
+    finally:
+        assert process.close() == 0

@@ -56,3 +56,28 @@ def test_runs_and_presets_list(tmp_path: Path, tunedeck_cmd):
     assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
     escape = run_cli(tunedeck_cmd, "attach", "../etc", "--headless", "--runs-dir", str(tmp_path / "runs"))
     assert escape.returncode == 2 and "invalid run id" in escape.stderr
+
+
+def test_runs_does_not_list_a_symlinked_run_it_would_refuse(tmp_path: Path, tunedeck_cmd):
+    runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere" / "20260101-000000-linked-abcd"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "config.yaml").write_text("{}\n", encoding="utf-8")
+    runs.mkdir()
+    (runs / elsewhere.name).symlink_to(elsewhere)
+    listed = run_cli(tunedeck_cmd, "runs", "--runs-dir", str(runs))
+    assert listed.returncode == 0 and "linked" not in listed.stdout and "no runs under" in listed.stdout
+    attach = run_cli(tunedeck_cmd, "attach", elsewhere.name, "--headless", "--runs-dir", str(runs))
+    assert attach.returncode == 2 and "escapes the runs root" in attach.stderr
+
+
+def test_a_wider_run_folder_is_made_private_when_it_trains(tmp_path: Path):
+    from tunedeck.core.config_files import load_config
+    from tunedeck.core.jobs.runs import create_run
+    from tunedeck.core.private import private_dir
+
+    run = create_run(tmp_path / "runs", load_config(), "open")
+    assert run.path.stat().st_mode & 0o777 == 0o700
+    run.path.chmod(0o755)
+    assert private_dir(run.path) == 0o755  # what the worker calls first, and says so in a warning
+    assert run.path.stat().st_mode & 0o777 == 0o700
+    assert private_dir(run.path) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,98 @@ def test_every_field_has_a_description():
 def test_unknown_preset_suggests_the_close_one():
     with pytest.raises(ConfigError, match="did you mean 'cpu-demo'"):
         ConfigBuilder().add_preset("cpu-dmeo")
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("lora.r=true", "lora.r: expected a number, got true"),
+    ("train.learning_rate=false", "train.learning_rate: expected a number, got false"),
+    ("distributed.deepspeed_stage=false", "distributed.deepspeed_stage: expected a number, got false"),
+    ("train.seed=-1", "train.seed: Input should be greater than or equal to 0"),
+    ("train.seed=4294967296", "train.seed: Input should be less than or equal to 4294967295"),
+    (".=1", "expected key.path=value"),
+    ("..=1", "expected key.path=value"),
+    ("train..seed=1", "expected key.path=value"),
+    ("train.learning_rate=1e-4\nx", "--set train.learning_rate: the value holds a control character (\\n)"),
+    ("data.system_prompt=a\x1b]0;x\x07", "the value holds a control character (\\x1b)"),
+])
+def test_bad_set_values_are_refused_on_one_line(override, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides=[override])
+    assert expected in caught.value.one_line() and "\n" not in caught.value.one_line()
+
+
+def test_bools_stay_bools_and_seeds_at_the_edges_pass():
+    config = load_config(overrides=["train.seed=0", "train.gradient_checkpointing=false", "train.eval_strategy=no",
+                                    "train.save_strategy=no"])
+    assert config.train.seed == 0 and config.train.gradient_checkpointing is False
+    assert load_config(overrides=["train.seed=4294967295"]).train.seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("x: &a {b: *a}\n", ":1: invalid YAML: aliases (*name) are not allowed in a config"),
+    ("a: &a [x, x]\nb: [*a, *a]\n", ":2: invalid YAML: aliases (*name) are not allowed in a config"),
+    ("lora:\n  r: 8\x00\n", ":2: invalid YAML: special characters are not allowed (\\x00)"),
+    ("a: " + "[" * 100_000, ":1: invalid YAML: nested deeper than 32 levels"),
+    ("lora:\n  r: " + "9" * 5000 + "\n", ": invalid YAML value: Exceeds the limit"),
+])
+def test_hostile_yaml_is_refused_at_once_naming_the_file(tmp_path: Path, text, expected):
+    path = tmp_path / "run.yaml"
+    path.write_text(text, encoding="utf-8")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        load_config(files=[path])
+    assert time.perf_counter() - started < 1.0
+    assert caught.value.one_line().startswith(str(path)) and expected in caught.value.one_line()
+
+
+def test_a_billion_laughs_is_refused_within_a_second(tmp_path: Path):
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi", strict=True)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\nlora: {r: *i}\n", encoding="utf-8")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(files=[path])
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/urandom", "fifo", "folder"])
+def test_a_config_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path: Path, special):
+    path = Path(special)
+    if special == "fifo":
+        path = tmp_path / "config.yaml"
+        os.mkfifo(path)
+    elif special == "folder":
+        path = tmp_path
+    with pytest.raises(ConfigError, match=r"is (a device|a FIFO \(named pipe\)|a folder), not a file") as caught:
+        load_config(files=[path])
+    assert caught.value.where == str(path)
+
+
+def test_a_section_check_is_blamed_on_the_file_that_set_its_keys_not_a_later_set(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  num_epochs: 2\n  save_strategy: steps\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(files=[path], overrides=["train.max_steps=1"])
+    assert caught.value.where == f"{path}:3" and "save_strategy 'steps' needs train.save_steps" in caught.value.message
+    with pytest.raises(ConfigError) as caught:  # the --set that made the conflict is blamed when it did
+        load_config(overrides=["train.save_strategy=steps"])
+    assert caught.value.where == "--set train.save_strategy=steps"
+
+
+def test_preset_names_cannot_leave_the_preset_folders():
+    for name in ("../../etc/passwd", "/etc/passwd", ".hidden", "a/b"):
+        with pytest.raises(ConfigError, match="invalid preset name"):
+            load_config(preset=name)
+
+
+def test_no_validation_is_explained_as_it_is():
+    from tunedeck.core.training.recipe import no_validation_reason
+
+    assert no_validation_reason(load_config(overrides=["data.val_size=0"])) == \
+        "no validation split (data.val_size is 0)"
+    held_out_none = no_validation_reason(load_config(overrides=["data.val_size=0.1"]))
+    assert held_out_none.startswith("no validation samples: data.val_size 0.1 held out none")
+    assert "val_size is 0" not in held_out_none
+    assert no_validation_reason(load_config(overrides=["data.val_path=/data/val.json"])) == \
+        "no validation samples: none of /data/val.json fits data.cutoff_len"

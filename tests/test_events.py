@@ -114,3 +114,16 @@ def test_version_1_gpu_lines_still_read_with_host_ram_as_host_readings(tmp_path:
     assert parse_line(Gpu(index=0, name="x", mem_used=1, mem_total=2, t=5.0).to_json()) == \
         [Gpu(index=0, name="x", mem_used=1, mem_total=2, t=5.0)]
     assert '"host_ram' not in Gpu(index=0, name="x", mem_used=1, mem_total=2).to_json()
+
+
+def test_a_torn_last_line_does_not_swallow_the_next_event(tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    torn = '{"v": 1, "t": 1.0, "type": "step", "st'  # its writer died here
+    path.write_text(Log(level="info", message="before").to_json() + "\n" + torn, encoding="utf-8")
+    writer = EventWriter(path)
+    after = writer.emit(Log(level="info", message="after"))
+    writer.close()
+    assert path.read_text(encoding="utf-8").splitlines()[1:] == [torn, after.to_json()]
+    assert [e.message for e in read_events(path)] == ["before", "after"]
+    EventWriter(path).close()  # a whole last line is left as it is
+    assert path.read_text(encoding="utf-8").count("\n") == 3

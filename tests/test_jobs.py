@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,8 +32,12 @@ from tunedeck.core.stream.events import (
     ExportFinished,
     Log,
     RunFinished,
+    RunStarted,
+    Step,
     read_events,
 )
+from tunedeck.core.training.checkpoints import MANIFEST, TEST_PAUSE
+from tunedeck.core.training.rotation import PINS
 
 from .conftest import save_nonzero_adapter
 from .test_resilience import make_run, steps_of, wait_for
@@ -256,18 +261,25 @@ def test_a_second_training_worker_exits_2_and_stop_reaches_the_lock_holder(tmp_p
 @pytest.mark.slow
 def test_a_training_worker_killed_with_sigkill_leaves_no_stale_lock(tmp_path, tiny_model_dir):
     run = make_run(tmp_path, tiny_model_dir, "killed", "train.max_steps=5000")
+    starting = start_worker(run)
+    assert run.holder() == starting.pid and run.effective_status() == "starting"
+    os.killpg(starting.pid, signal.SIGKILL)  # killed before it took over: no stale lock, no endless 'starting'
+    starting.wait(timeout=60)
+    assert run.holder() is None and run.effective_status() == "failed"
+
     proc = start_worker(run)
-    wait_for(lambda: run.holder() == proc.pid or proc.poll() is not None)
+    wait_for(lambda: run.read_status().get("pid") == proc.pid or proc.poll() is not None)
     assert proc.poll() is None, run.log_path.read_text()[-2000:]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert run.holder() is None and run.effective_status() == "failed"
 
-    again = start_worker(run)  # the next start works
+    again = start_worker(run)  # the next start works: its starter hands the lock straight to it
     try:
-        wait_for(lambda: run.holder() == again.pid or again.poll() is not None)
+        assert run.holder() == again.pid
+        wait_for(lambda: run.read_status().get("pid") == again.pid or again.poll() is not None)
         assert again.poll() is None, run.log_path.read_text()[-2000:]
-        assert run.read_status()["pid"] == again.pid or run.read_status()["status"] == "starting"
+        assert run.read_status()["status"] == "running" and run.holder() == again.pid
         assert run.stop()
         assert again.wait(timeout=300) == 0
     finally:
@@ -294,3 +306,103 @@ def test_export_and_eval_starts_are_refused_before_they_touch_a_running_jobs_fil
         finally:
             lock.release()
         assert [e.message for e in events_in(layout)] == ["mine"] and not layout.request_path.exists()
+
+
+@pytest.mark.parametrize("mode", ["export", "eval"])
+def test_export_and_eval_refuse_a_checkpoint_that_is_still_being_written(tmp_path: Path, tiny_model_dir, mode):
+    run = bare_run(tmp_path)
+    save_nonzero_adapter(run, tiny_model_dir)
+    shutil.copytree(run.adapter, run.checkpoints / "checkpoint-2")  # its files, but not yet its manifest
+    if mode == "export":
+        proc, layout = start_export(run, ExportConfig(checkpoint="2")), ExportLayout.for_run(run)
+    else:
+        proc, layout = start_eval(run, EvalRequest(checkpoint="2", max_rows=1)), EvalLayout.for_run(run)
+    assert proc.wait(timeout=300) == 2, layout.log_path.read_text()[-2000:]
+    error = next(e for e in events_in(layout) if isinstance(e, Error))
+    assert "checkpoint-2 is not complete: it was never finished" in error.message
+    assert layout.read_status()["status"] == "failed" and layout.holder() is None
+    assert not list((run.checkpoints / PINS).glob("*"))  # nothing pinned stays behind
+
+
+def wait_paused(run: RunDir, proc: subprocess.Popen, point: str) -> None:
+    """Until the worker stopped itself at the TUNEDECK_TEST_PAUSE point (SIGSTOP: its state is 'T')."""
+    def paused() -> bool:
+        with open(f"/proc/{proc.pid}/stat", encoding="ascii") as handle:
+            state = handle.read().split(") ", 1)[1][:1]
+        return state == "T" and f"test hook: paused at {point}" in run.log_path.read_text()
+    wait_for(lambda: proc.poll() is not None or paused(), every=0.05)
+    assert proc.poll() is None, run.log_path.read_text()[-2000:]
+
+
+@pytest.mark.slow
+def test_eval_of_a_checkpoint_while_training_runs_keeps_it_from_rotation(tmp_path, tiny_model_dir, tunedeck_cmd,
+                                                                         monkeypatch):
+    run = make_run(tmp_path, tiny_model_dir, "rotating", "train.max_steps=5000", "train.save_strategy=steps",
+                   "train.save_steps=1", "train.save_total_limit=1", "train.load_best_at_end=false")
+    monkeypatch.setenv(TEST_PAUSE, "checkpoint-written:3")  # stops before step 3's rotation removes checkpoint-2
+    proc = start_worker(run)
+    monkeypatch.delenv(TEST_PAUSE)
+    try:
+        wait_paused(run, proc, "checkpoint-written")
+        evaluation = subprocess.Popen(
+            [*tunedeck_cmd, "eval", run.run_id, "--checkpoint", "2", "--data", str(tmp_path / "train.json"),
+             "--max-rows", "2", "--max-new-tokens", "4", "--json", "--runs-dir", str(run.root.parent)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: list((run.checkpoints / PINS).glob("checkpoint-2.*")) or evaluation.poll() is not None)
+        assert evaluation.poll() is None, evaluation.communicate()
+        os.kill(proc.pid, signal.SIGCONT)  # training goes on, rotating after every step while the eval reads
+        seen = len(steps_of(run))
+        wait_for(lambda: len(steps_of(run)) >= seen + 3 or proc.poll() is not None)
+        assert (run.checkpoints / "checkpoint-2").is_dir()  # pinned: rotation leaves it
+        out, err = evaluation.communicate(timeout=600)
+        assert evaluation.returncode == 0, err[-2000:]
+        assert json.loads(out)["checkpoint"] == "checkpoint-2"
+        wait_for(lambda: not (run.checkpoints / "checkpoint-2").exists() or proc.poll() is not None)
+        assert proc.poll() is None and len(list(run.checkpoints.glob("checkpoint-*"))) == 1  # unpinned: rotated
+        assert run.stop()
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_two_resumes_at_once_start_one_worker_and_the_other_exits_2(tmp_path, tiny_model_dir, tunedeck_cmd):
+    run = make_run(tmp_path, tiny_model_dir, "twice", "train.max_steps=5000", "train.save_strategy=steps",
+                   "train.save_steps=2", "train.load_best_at_end=false")
+    first = start_worker(run)
+    wait_for(lambda: (run.checkpoints / "checkpoint-2" / MANIFEST).exists() or first.poll() is not None)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    assert run.effective_status() == "failed"
+
+    command = [*tunedeck_cmd, "resume", run.run_id, "--headless", "--runs-dir", str(run.root.parent)]
+    both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        wait_for(lambda: any(p.poll() is not None for p in both))
+        loser = next(p for p in both if p.poll() is not None)
+        winner = next(p for p in both if p is not loser)
+        out, err = loser.communicate(timeout=60)
+        assert loser.returncode == 2, out + err
+        pid = run.holder()
+        assert pid and f"already running (pid {pid})" in err and len(err.strip().splitlines()) == 1, err
+        assert "Traceback" not in err
+        seen = len(steps_of(run))
+        wait_for(lambda: len(steps_of(run)) > seen + 1 or winner.poll() is not None)
+        assert winner.poll() is None
+        assert run.stop()  # reaches the one worker there is
+        out, err = winner.communicate(timeout=300)
+        assert winner.returncode == 1 and "stopped: " in out, out[-2000:] + err[-2000:]  # a stopped run exits 1
+        assert f"resumed (pid {pid})" in out
+    finally:
+        for proc in both:
+            if proc.poll() is None:
+                proc.kill()
+        if run.holder():
+            os.killpg(run.holder(), signal.SIGKILL)
+    events = list(read_events(run.events_path))
+    assert [e.resumed_from_step for e in events if isinstance(e, RunStarted)] == [0, 2]  # one resumed worker
+    assert [e.status for e in events if isinstance(e, RunFinished)] == ["stopped"]
+    resumed = max(i for i, e in enumerate(events) if isinstance(e, RunStarted))
+    steps = [e.step for e in events[resumed:] if isinstance(e, Step)]
+    assert steps == list(range(3, 3 + len(steps)))  # one worker: every step once, from the checkpoint on

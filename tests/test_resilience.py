@@ -9,11 +9,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tunedeck.core.config_files import load_config
 from tunedeck.core.jobs.runs import RunDir, create_run, start_worker
-from tunedeck.core.stream.events import Checkpoint, Log, RunFinished, RunStarted, Step, read_events
+from tunedeck.core.models.loading import cache_dir
+from tunedeck.core.stream.events import Checkpoint, Error, Log, RunFinished, RunStarted, Step, read_events
 from tunedeck.core.stream.tail import RunTail
-from tunedeck.core.training.checkpoints import MANIFEST, check_complete
+from tunedeck.core.training.checkpoints import NO_MANIFEST, TEST_PAUSE, check_complete
 
 
 def math_rows(n: int) -> list[dict]:
@@ -94,8 +97,8 @@ def test_kill_9_while_a_checkpoint_is_written_resumes_from_the_previous_complete
     wait_for(newest.is_dir, every=0.001)
     os.killpg(proc.pid, signal.SIGKILL)  # wherever it is inside writing checkpoint-4
     proc.wait(timeout=60)
-    if (newest / MANIFEST).exists():  # the write won the race: tear a file as a crash mid-write would
-        torn = newest / "optimizer.pt"
+    torn = newest / "optimizer.pt"
+    if torn.exists():  # tear it as a crash mid-write would (even if the write won the race, or its files all landed)
         torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
     assert check_complete(newest) is not None
     assert check_complete(run.checkpoints / "checkpoint-2") is None
@@ -110,6 +113,40 @@ def test_kill_9_while_a_checkpoint_is_written_resumes_from_the_previous_complete
     assert list(history.steps["step"]) == list(range(1, 13))
     assert events[-1].status == "completed" and events[-1].final_step == 12
     assert any(p.name.startswith("incomplete-checkpoint-4") for p in run.checkpoints.iterdir())
+
+
+@pytest.mark.slow
+def test_kill_9_between_a_checkpoints_files_and_its_manifest_keeps_the_older_and_recovers_the_newer(
+        tmp_path, tiny_model_dir, tunedeck_cmd, monkeypatch):
+    run = make_run(tmp_path, tiny_model_dir, "window", "train.max_steps=8", "train.save_strategy=steps",
+                   "train.save_steps=2", "train.save_total_limit=1", "train.load_best_at_end=false")
+    monkeypatch.setenv(TEST_PAUSE, "checkpoint-written:4")  # the worker stops right before checkpoint-4's manifest
+    proc = start_worker(run)
+    monkeypatch.delenv(TEST_PAUSE)
+    try:
+        wait_for(lambda: "test hook: paused at checkpoint-written (step 4)" in run.log_path.read_text()
+                 or proc.poll() is not None, every=0.1)
+        assert proc.poll() is None, run.log_path.read_text()[-2000:]
+        # the window: checkpoint-4 holds every file but no manifest, and with save_total_limit 1 the checkpoint it
+        # replaces is still there and complete (the Trainer's own rotation had deleted it by now)
+        assert check_complete(run.checkpoints / "checkpoint-4") == NO_MANIFEST
+        assert check_complete(run.checkpoints / "checkpoint-2") is None
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+
+    run.path.chmod(0o755)  # someone opened the run folder up meanwhile
+    result = resume_cli(run, tunedeck_cmd)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "checkpoint-4 has no completion manifest" in result.stdout and "recovered" in result.stdout
+    assert "the run folder was open to others (mode 755): made private" in result.stdout
+    assert run.path.stat().st_mode & 0o777 == 0o700
+    assert (cache_dir() / "tokenized").stat().st_mode & 0o777 == 0o700  # the tokenized training data too
+    events = list(read_events(run.events_path))
+    assert [e.resumed_from_step for e in events if isinstance(e, RunStarted)] == [0, 4]
+    assert [e.step for e in events if isinstance(e, Step)] == list(range(1, 9))  # no gap, no repeat
+    assert events[-1].status == "completed" and events[-1].final_step == 8
+    assert sorted(p.name for p in run.checkpoints.glob("checkpoint-*")) == ["checkpoint-8"]  # rotation goes on
 
 
 def test_rising_eval_loss_stops_early_and_keeps_the_best_checkpoint(tmp_path, tiny_model_dir):
@@ -160,3 +197,69 @@ def test_resume_refuses_completed_running_and_unknown_runs(tmp_path, tunedeck_cm
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and expected in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 12 MiB tmpfs (root only), unmounted afterwards; skipped with the reason where it cannot be mounted."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_checkpoint_fails_the_run_readably_and_keeps_every_complete_checkpoint(
+        tmp_path, tiny_model_dir, small_disk, tunedeck_cmd):
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps(math_rows(24)), encoding="utf-8")
+    config = load_config(overrides=[
+        f"model.name_or_path={tiny_model_dir}", f"data.path={data}", "data.val_size=0", "data.cutoff_len=64",
+        "lora.r=8", "lora.alpha=16", "train.batch_size=4", "train.gradient_accumulation_steps=1",
+        "train.gradient_checkpointing=false", "train.eval_strategy=no", "train.save_strategy=steps",
+        "train.save_steps=1", "train.save_total_limit=100", "train.max_steps=200", "train.load_best_at_end=false",
+    ])
+    run = create_run(small_disk / "runs", config, "full")
+    proc = start_worker(run)
+    assert proc.wait(timeout=600) == 1, run.log_path.read_text(errors="replace")[-2000:]
+
+    events = list(read_events(run.events_path))
+    errors = [e for e in events if isinstance(e, Error)]
+    finished = events[-1]
+    assert len(errors) == 1 and errors[0].kind == "disk", errors
+    failed_at = errors[0].step
+    assert failed_at and f"the disk is full while writing checkpoint-{failed_at} in {run.checkpoints}" in \
+        errors[0].message
+    assert " free, a checkpoint needs about " in errors[0].message and " MiB" in errors[0].message
+    assert any(f"tunedeck resume {run.run_id}" in hint for hint in errors[0].hints)
+    assert isinstance(finished, RunFinished) and finished.status == "failed" and finished.final_step == failed_at
+    assert [e.step for e in events if isinstance(e, Step)] == list(range(1, failed_at + 1))
+    status = run.read_status()
+    assert status["status"] == "failed" and status["error_kind"] == "disk" and status["step"] == failed_at
+    kept = sorted(int(p.name.split("-")[1]) for p in run.checkpoints.glob("checkpoint-*"))
+    assert kept == list(range(1, failed_at)) and failed_at > 1  # the unfinished one went, every complete one stayed
+    assert all(check_complete(run.checkpoints / f"checkpoint-{n}") is None for n in kept)
+
+    # the disk stays full: a resume says so on one line and starts nothing
+    with open(small_disk / "filler", "wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError:
+            pass
+    before = run.events_path.read_bytes()
+    result = subprocess.run([*tunedeck_cmd, "resume", run.run_id, "--headless", "--runs-dir", str(run.root.parent)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stderr.startswith(f"tunedeck: the disk is full in {run.root}") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "B free" in result.stderr
+    assert run.events_path.read_bytes() == before and run.holder() is None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,7 @@ class HFBackend:
         messages = with_system(request.messages, settings.system)
         inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                     return_dict=True).to(self.device)
+        room = self._room(inputs["input_ids"].shape[-1], settings.max_new_tokens)
         follower = _Follower(self.tokenizer, StopText(settings.stop), emit, set(self.end_ids))
 
         class Until(StoppingCriteria):
@@ -134,7 +136,7 @@ class HFBackend:
             self.net.base_model.unmerge_adapter()
         try:
             with self.net.disable_adapter() if as_base else nullcontext(), torch.no_grad():
-                self.net.generate(**inputs, **_sampling(settings), max_new_tokens=settings.max_new_tokens,
+                self.net.generate(**inputs, **_sampling(settings), max_new_tokens=room,
                                   eos_token_id=self.end_ids, pad_token_id=self.tokenizer.pad_token_id,
                                   streamer=follower, stopping_criteria=StoppingCriteriaList([Until()]))
         finally:
@@ -147,6 +149,19 @@ class HFBackend:
                   else "length")
         first = round(follower.first_at - started, 3) if follower.first_at else None
         return Answer(follower.stop_text.text, len(follower.ids), time.perf_counter() - started, first, finish)
+
+
+    def _room(self, prompt_tokens: int, wanted: int) -> int:
+        """The answer's token budget within the model's positions; ModelError at once when the prompt fills them
+        (generating past them runs for minutes and then fails or answers noise)."""
+        limit = getattr(self.net.config, "max_position_embeddings", None)
+        if not limit:
+            return wanted
+        if prompt_tokens >= limit:
+            raise ModelError(f"the prompt is {prompt_tokens} tokens; this model reads at most {limit} "
+                             "(max_position_embeddings)", where=self.model.label,
+                             hint="shorten the prompt, or start a new conversation")
+        return min(wanted, limit - prompt_tokens)
 
 
 def _sampling(settings: Any) -> dict[str, Any]:
@@ -219,7 +234,7 @@ class GGUFBackend:
         if settings.json_mode:
             kwargs["response_format"] = {"type": "json_object"}  # llama.cpp constrains sampling to a JSON grammar
         started, first, text, finish, tokens = time.perf_counter(), None, "", "length", 0
-        for chunk in llm.create_chat_completion(**kwargs):
+        for chunk in _checked_stream(llm.create_chat_completion(**kwargs), self.model.label):
             if cancel.is_set():
                 finish = "cancelled"
                 break
@@ -240,6 +255,25 @@ class GGUFBackend:
             emit(rest)
         return Answer(stop_text.text, tokens, time.perf_counter() - started,
                       round(first - started, 3) if first else None, "stop" if stop_text.stopped else finish)
+
+
+CONTEXT_FULL = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
+
+
+def _checked_stream(chunks: Iterator[dict[str, Any]], label: str) -> Iterator[dict[str, Any]]:
+    """llama.cpp's answer stream, with a prompt longer than the context refused as a ModelError naming both sizes
+    (llama.cpp checks it after tokenizing, before any work)."""
+    try:
+        yield next(chunks)
+    except StopIteration:
+        return
+    except ValueError as exc:
+        full = CONTEXT_FULL.search(str(exc))
+        if full is None:
+            raise
+        raise ModelError(f"the prompt is {full[1]} tokens; this model's context holds {full[2]} (n_ctx)", where=label,
+                         hint="shorten the prompt, or start a new conversation") from None
+    yield from chunks
 
 
 def _open_gguf(path: str) -> Any:

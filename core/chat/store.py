@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 from tunedeck.core.atomic import write_atomic
+from tunedeck.core.private import private_dir
 
 
 def eval_dir(run: str | Path | None, model_path: str | None = None) -> Path:
@@ -28,8 +30,9 @@ class ConversationLog:
         self.path = folder / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
 
     def append(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
+        private_dir(self.path.parent)  # conversations are the user's own
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"t": round(time.time(), 3), **record}, ensure_ascii=False) + "\n")
 
 
@@ -63,5 +66,5 @@ class PromptLibrary:
         return prompts
 
     def _write(self, prompts: list[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         write_atomic(self.path, json.dumps(prompts, indent=2, ensure_ascii=False) + "\n")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tunedeck.core.cli.commands import COMMAND_MODULES
 from tunedeck.core.errors import TunedeckError
+from tunedeck.core.errors.classify import DISK_FULL_ERRNOS, disk_full_error
 
 AppOpener = Callable[[argparse.Namespace], int]
 APP_ENTRY_POINT = "tunedeck.app"
@@ -56,6 +57,19 @@ def main(argv: list[str] | None = None, open_app: AppOpener | None = None) -> in
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        if exc.filename is None and exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        print(f"tunedeck: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def os_error_line(exc: OSError) -> str:
+    """A file system refusal as one line: the file, what went wrong and, for a full disk, how much is free."""
+    if exc.errno in DISK_FULL_ERRNOS:
+        folder = Path(exc.filename).parent if exc.filename else None
+        return disk_full_error(folder).message + " (free some space there, or use --runs-dir on a larger disk)"
+    return f"{exc.filename}: {exc.strerror or exc}"
 
 
 def dispatch(args: argparse.Namespace, open_app: AppOpener) -> int:

@@ -23,6 +23,7 @@ from tunedeck.core.data.chunking import Counter as ChunkCounter
 from tunedeck.core.data.conversation import Conversation, Message
 from tunedeck.core.data.markdown import Paragraph, paragraphs
 from tunedeck.core.errors import DataError
+from tunedeck.core.user_files import read_regular
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".mdx": "markdown", ".txt": "text", ".text": "text"}
 CORPUS_FORMATS = ("markdown", "text")
@@ -145,12 +146,12 @@ def read_corpus(path: Path, fmt: str, count: ChunkCounter, min_tokens: int, max_
     kinds: list[str] = []
     lines = 0  # documents read one a line
     for file in files:
+        data = read_regular(file, DataError, missing="data file not found", hint="check data.path")
         try:
-            raw = file.read_bytes().decode("utf-8-sig")
-        except FileNotFoundError:
-            raise DataError("data file not found", where=str(file), hint="check data.path") from None
+            raw = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 (byte at offset {exc.start})", where=str(file),
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise DataError(f"not UTF-8 (byte at offset {exc.start})", where=f"{file}:{line}",
                             hint="re-save the file as UTF-8") from None
         name = file.relative_to(path).as_posix() if path.is_dir() else file.name
         if fmt == "markdown" and SUFFIXES.get(file.suffix.lower(), "markdown") == "markdown":

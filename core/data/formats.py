@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping as PlaceholderValues
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from tunedeck.core.data.conversation import Conversation, Message
 from tunedeck.core.data.placeholders import fill_placeholders
 from tunedeck.core.data.records import Problem, Records, Row
 from tunedeck.core.errors import DataError
+from tunedeck.core.user_files import CONFIG_LIMIT, read_regular
 
 FORMATS = ("alpaca", "sharegpt", "openai")
 
@@ -49,28 +51,52 @@ class Mapping:
 
 def mapping_from_dataset_info(info_path: Path, name: str) -> tuple[Path, Mapping]:
     """The data file and mapping of entry `name` in a LLaMA-Factory dataset_info.json."""
+    where = str(info_path)
+    raw = read_regular(info_path, DataError, limit=CONFIG_LIMIT, missing="dataset_info file not found",
+                       hint="check data.dataset_info")
     try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError("dataset_info file not found", where=str(info_path), hint="check data.dataset_info") from None
+        info = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"not UTF-8 (byte 0x{raw[exc.start]:02x})", where=f"{where}:{line}",
+                        hint="re-save the file as UTF-8") from None
     except json.JSONDecodeError as exc:
-        raise DataError(f"invalid JSON: {exc.msg}", where=f"{info_path}:{exc.lineno}") from None
+        raise DataError(f"invalid JSON: {exc.msg}", where=f"{where}:{exc.lineno}") from None
+    except RecursionError:
+        raise DataError("nested too deeply", where=where, hint="each entry is a flat description") from None
     if not isinstance(info, dict) or name not in info:
         known = ", ".join(sorted(info)) if isinstance(info, dict) else ""
-        raise DataError(f"no entry '{name}'", where=str(info_path), hint=f"entries: {known}" if known else None)
+        raise DataError(f"no entry '{name}'", where=where, hint=f"entries: {known}" if known else None)
     entry = info[name]
+    if not isinstance(entry, dict):
+        raise DataError(f"entry '{name}' is a {type(entry).__name__}, expected an object", where=where)
     if "file_name" not in entry:
-        raise DataError(f"entry '{name}' has no file_name (hub datasets need a network)", where=str(info_path),
+        raise DataError(f"entry '{name}' has no file_name (hub datasets need a network)", where=where,
                         hint="download the file and set file_name")
     formatting = entry.get("formatting", "alpaca")
     if formatting not in ("alpaca", "sharegpt"):
-        raise DataError(f"entry '{name}': formatting '{formatting}' is not supported", where=str(info_path),
+        raise DataError(f"entry '{name}': formatting '{formatting}' is not supported", where=where,
                         hint="use alpaca or sharegpt")
+    for key in ("columns", "tags"):
+        given = entry.get(key, {})
+        if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
+            raise DataError(f"entry '{name}': {key} must map names to column names", where=where)
     mapping = Mapping.default(formatting)
     mapping.columns.update(entry.get("columns", {}))
     if formatting == "sharegpt":
         mapping.tags.update(entry.get("tags", {}))
-    return (info_path.parent / entry["file_name"]), mapping
+    return _data_file(info_path, name, entry["file_name"]), mapping
+
+
+def _data_file(info_path: Path, name: str, file_name: object) -> Path:
+    """An entry's file_name, which must name a file inside the dataset_info.json's folder (judged by the name:
+    '..' and absolute paths are refused; a symlink placed there by the user is followed as usual)."""
+    folder = Path(os.path.abspath(info_path.parent))
+    path = Path(os.path.normpath(folder / file_name)) if isinstance(file_name, str) and file_name else None
+    if path is None or path == folder or not path.is_relative_to(folder):
+        raise DataError(f"entry '{name}': file_name {file_name!r} points outside {folder}", where=str(info_path),
+                        hint="keep the data files beside dataset_info.json (or in folders under it)")
+    return path
 
 
 def detect_format(records: Records) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,8 @@ def load_val_data(cfg: DataConfig, tokenizer: Any | None = None) -> LoadedData |
     """The separate validation file (data.val_path), read with the training file's format; None if unset."""
     if not cfg.val_path:
         return None
+    if not resolve_data_path(cfg.val_path).exists():
+        raise DataError("validation file not found", where=cfg.val_path, hint="check data.val_path")
     return _load(open_source(cfg, tokenizer, cfg.val_path), cfg)
 
 
@@ -132,6 +135,9 @@ def _load(source: DataSource, cfg: DataConfig) -> LoadedData:
 
 def untrainable_reason(conv: Conversation) -> str | None:
     """Why a conversation cannot teach anything, or None."""
+    invalid = invalid_text(conv)
+    if invalid:
+        return invalid
     if "text" in conv.meta:  # continued-pretraining text: every token is trained
         return None if conv.meta["text"].strip() else "the text is empty"
     roles = [m.role for m in conv.messages]
@@ -143,6 +149,20 @@ def untrainable_reason(conv: Conversation) -> str | None:
         return "the assistant answer is empty"
     if not any(m.content.strip() for m in conv.messages if m.role == "user"):
         return "no user turn with text"
+    return None
+
+
+def invalid_text(conv: Conversation) -> str | None:
+    """Why a conversation's text cannot be tokenized (a lone surrogate: JSON's "\\ud800" is no character), or None."""
+    try:
+        extra = json.dumps([conv.tools, [m.tool_calls for m in conv.messages]], ensure_ascii=False)
+    except (RecursionError, ValueError):
+        return "its tools or tool calls are nested too deeply"
+    for text in (conv.key(), extra):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"holds a lone surrogate ({text[exc.start]!r}), which is not valid Unicode"
     return None
 
 

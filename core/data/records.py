@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from tunedeck.core.errors import DataError, DatasetInfoChosen
+from tunedeck.core.user_files import read_regular
 from tunedeck.presets import DATASET_DIR
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSONL row larger than this is refused, not loaded
+TOO_DEEP = "nested too deeply (the JSON reader's limit is about 1000 levels)"
 
 
 @dataclass(slots=True)
@@ -60,12 +62,7 @@ def read_records(path: Path) -> Records:
     if path.is_dir():
         raise DataError("is a folder, expected a data file", where=str(path),
                         hint="point data.path at a .json, .jsonl or .csv file")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("data file not found", where=str(path), hint="check data.path") from None
-    except OSError as exc:
-        raise DataError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    raw = read_regular(path, DataError, missing="data file not found", hint="check data.path")
     if not raw.strip():
         raise DataError("data file is empty", where=str(path), hint="it needs at least one row")
     suffix = path.suffix.lower()
@@ -100,6 +97,8 @@ def _looks_like_jsonl(text: str) -> bool:
         return False
     except json.JSONDecodeError:
         return True
+    except RecursionError:
+        return "\n" in text.strip()
 
 
 def _read_json(text: str, source: str) -> Records:
@@ -111,6 +110,8 @@ def _read_json(text: str, source: str) -> Records:
         if exc.msg == "Extra data" and text.lstrip().startswith("{"):  # one object per line in a .json file
             return _read_jsonl(text, source)
         raise _json_error(exc, source) from None
+    except RecursionError:
+        raise DataError(TOO_DEEP, where=f"{source}:1", hint="rows are flat objects of text fields") from None
     if isinstance(data, dict):
         if is_dataset_info(data):
             folder = Path(source).parent
@@ -163,6 +164,9 @@ def _read_json_array(text: str, source: str) -> Records:
             value, end = decoder.raw_decode(text, at)
         except json.JSONDecodeError as exc:
             raise _json_error(exc, source) from None
+        except RecursionError:
+            raise DataError(f"row {len(records.rows) + len(records.problems)}: {TOO_DEEP}", where=f"{source}:{line}",
+                            hint="rows are flat objects of text fields") from None
         if isinstance(value, dict):
             records.rows.append(Row(len(records.rows) + len(records.problems), line, value))
         else:
@@ -203,6 +207,10 @@ def _read_jsonl(text: str, source: str) -> Records:
             records.problems.append(Problem(row, number, f"invalid JSON at column {exc.colno}: {exc.msg}"))
             row += 1
             continue
+        except RecursionError:
+            records.problems.append(Problem(row, number, TOO_DEEP))
+            row += 1
+            continue
         if isinstance(value, dict):
             records.rows.append(Row(row, number, value))
         else:
@@ -221,10 +229,14 @@ def _read_jsonl(text: str, source: str) -> Records:
 def _read_csv(text: str, source: str) -> Records:
     reader = csv.DictReader(io.StringIO(text))
     records = Records(source)
-    if not reader.fieldnames:
-        raise DataError("CSV has no header row", where=f"{source}:1", hint="the first line must name the columns")
-    for index, row in enumerate(reader):
-        records.rows.append(Row(index, reader.line_num, {k: v for k, v in row.items() if k is not None}))
+    try:
+        if not reader.fieldnames:
+            raise DataError("CSV has no header row", where=f"{source}:1", hint="the first line must name the columns")
+        for index, row in enumerate(reader):
+            records.rows.append(Row(index, reader.line_num, {k: v for k, v in row.items() if k is not None}))
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit, or a NUL byte
+        raise DataError(f"unreadable CSV: {exc}", where=f"{source}:{reader.line_num + 1}",  # the line it was on
+                        hint="check the quoting there") from None
     if not records.rows:
         raise DataError("CSV has a header but no rows", where=source)
     return records

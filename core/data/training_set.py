@@ -13,6 +13,7 @@ from tunedeck.core.data.tool_format import FALLBACK_NOTE, template_lacks
 from tunedeck.core.errors import DataError
 from tunedeck.core.models.loading import cache_dir
 from tunedeck.core.models.templates import TEMPLATES
+from tunedeck.core.private import private_dir
 from tunedeck.core.stream.events import EventWriter, Log
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ def prepare_data(config: Config, tokenizer: Any, events: EventWriter) -> Tokeniz
     key = tokenized_key(config, tokenizer)
     folder = cache_dir() / "tokenized" / key
     if config.train.cache_tokenized:
+        private_dir(folder.parent)  # tokenized training data: readable by its owner only
         cached = load_tokenized(folder)
         if cached is not None:
             for level, message in cached.messages:

@@ -1,9 +1,12 @@
-"""What a failed job ran into, as an error event: out-of-memory and NCCL/RCCL failures recognised, with fixes."""
+"""What a failed job ran into, as an error event: out-of-memory, a full disk and NCCL/RCCL failures recognised."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import resource
+import shutil
+from pathlib import Path
 from typing import Any
 
 from tunedeck.core.config import Config
@@ -20,6 +23,10 @@ OOM_HINTS = [
 ]
 OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "hipErrorOutOfMemory")
 COMM_MARKERS = ("nccl", "rccl", "collective operation timeout", "processgroupgloo", "distbackenderror")
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How the libraries that write checkpoints say it: torch's zip writer, Rust's io errors (safetensors, tokenizers).
+DISK_FULL_MARKERS = ("no space left on device", "os error 28", "disk quota exceeded", "os error 122",
+                     "pytorchstreamwriter failed writing file")
 COMM_HINTS = [
     "a collective timed out or failed: often one rank died first; look for its own error earlier in worker.log",
     "run with NCCL_DEBUG=INFO to see which rank and link failed",
@@ -36,6 +43,9 @@ def classify(exc: BaseException, config: Config | None = None, step: int | None 
     """
     if isinstance(exc, TunedeckError):
         return Error(kind=exc.kind, message=exc.one_line(), hints=[exc.hint] if exc.hint else [], step=step)
+    if is_disk_full(exc):
+        filename = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
+        return disk_full_error(Path(filename).parent if filename else None, step=step)
     if is_out_of_memory(exc):
         return oom_error(exc, config, step, longest)
     if is_comm_failure(exc):
@@ -52,6 +62,52 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return any(marker.lower() in text for marker in OOM_MARKERS)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC / EDQUOT anywhere in the exception's chain, or a writer library saying so in its own words."""
+    for link in _chain(exc):
+        if isinstance(link, OSError) and link.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(marker in str(link).lower() for marker in DISK_FULL_MARKERS):
+            return True
+    return False
+
+
+def disk_full_error(folder: Path | None, what: str = "", needs: int | None = None, step: int | None = None,
+                    hints: list[str] = ()) -> Error:
+    """The error event of a full disk: where, how much is free now, and what the write needed."""
+    free = None
+    for candidate in ([folder, *folder.parents] if folder else []):
+        try:
+            free = shutil.disk_usage(candidate).free
+            break
+        except OSError:
+            continue
+    parts = [f"the disk is full{f' while {what}' if what else ''}" + (f" in {folder}" if folder else "")]
+    if free is not None:
+        parts.append(f"{human_bytes(free)} free")
+    if needs:
+        parts.append(f"a checkpoint needs about {human_bytes(needs)}")
+    return Error(kind="disk", message=": ".join(parts[:1]) + (f" ({', '.join(parts[1:])})" if parts[1:] else ""),
+                 hints=[*hints, "free some space there, or move the runs root (--runs-dir) to a larger disk"],
+                 step=step)
+
+
+def human_bytes(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
 
 
 def is_comm_failure(exc: BaseException) -> bool:

@@ -12,7 +12,7 @@ from tunedeck.core.atomic import write_atomic
 from tunedeck.core.evaluate.heldout import load_held_out
 from tunedeck.core.evaluate.layout import EvalLayout, EvalRequest
 from tunedeck.core.evaluate.recipe import run_evaluation
-from tunedeck.core.export.layout import resolve_adapter
+from tunedeck.core.export.layout import held_adapter, resolve_adapter
 from tunedeck.core.jobs.runner import EXIT_STOPPED, Job, run_job
 from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import EvalFinished, Event, EventWriter
@@ -70,7 +70,8 @@ def _run_eval(run: RunDir, request: EvalRequest, cancel: threading.Event | None 
         return event
 
     def evaluate(cancel: threading.Event) -> EvalFinished:
-        metrics = run_evaluation(run, request, emit, cancel)
+        with held_adapter(run, request.checkpoint):  # a checkpoint stays put while training may still rotate
+            metrics = run_evaluation(run, request, emit, cancel)
         return EvalFinished(status="completed", metrics=str(layout.metrics), message=headline(metrics))
 
     job = Job(layout, emit, EvalFinished, boundary="batch", cancel=cancel or threading.Event())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tunedeck.core.atomic import write_atomic
 from tunedeck.core.config import ExportConfig
-from tunedeck.core.export.layout import ExportLayout, resolve_adapter
+from tunedeck.core.export.layout import ExportLayout, held_adapter, resolve_adapter
 from tunedeck.core.export.recipe import run_export
 from tunedeck.core.jobs.runner import Job, run_job
 from tunedeck.core.jobs.runs import RunDir
@@ -39,6 +39,11 @@ def run_export_job(run_path: Path) -> int:
     layout = ExportLayout.for_run(run, options.ollama_name)
     events = EventWriter(layout.events_path)
     job = Job(layout, events.emit, ExportFinished, boundary="step")
-    return run_job(job, lambda cancel: run_export(run, options, events, cancel),
+
+    def export(cancel) -> ExportFinished:
+        with held_adapter(run, options.checkpoint):  # a checkpoint stays put while training may still rotate
+            return run_export(run, options, events, cancel)
+
+    return run_job(job, export,
                    final_status=lambda done: {"report": done.report, "message": done.message},
                    exit_code=lambda done: 0 if done.status == "completed" else 1)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from tunedeck.core.errors import RunError
 from tunedeck.core.jobs.folder import JobFolder
 from tunedeck.core.jobs.runs import RunDir
+from tunedeck.core.training.rotation import pin_checkpoint
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
@@ -85,6 +88,18 @@ def resolve_adapter(run: RunDir, choice: str) -> tuple[str, Path]:
         raise RunError(f"no checkpoint at step {choice}", where=str(run.checkpoints),
                        hint=f"saved checkpoints: {known}")
     return path.name, _require_adapter(path, run)
+
+
+@contextmanager
+def held_adapter(run: RunDir, choice: str) -> Iterator[tuple[str, Path]]:
+    """resolve_adapter, with a checkpoint pinned until the block ends: a training still running never rotates away
+    the checkpoint an export or evaluation reads, and a checkpoint still being written is refused."""
+    name, path = resolve_adapter(run, choice)
+    if path.parent != run.checkpoints:
+        yield name, path
+        return
+    with pin_checkpoint(path):
+        yield name, path
 
 
 def _require_adapter(path: Path, run: RunDir) -> Path:

@@ -17,7 +17,6 @@ from tunedeck.core.jobs.lock import JobLock
 from tunedeck.core.jobs.process import worker_argv
 
 ACTIVE = ("starting", "running")
-STARTUP_GRACE_S = 120  # a worker that has not written its pid by then never started
 
 
 @dataclass(frozen=True)
@@ -58,17 +57,17 @@ class JobFolder:
         return status
 
     def effective_status(self) -> str:
-        """The status, with a job whose worker died without saying so (or never started) reported as failed.
+        """The status, with a job whose worker died without saying so (or never came up) reported as failed.
 
-        Where status.json and the processes disagree, the lock decides: a worker holding it is running."""
+        Where status.json and the processes disagree, the lock decides: a worker holding it is running. A job
+        stays 'starting' only while its lock is held: the starter holds it until it hands it to the worker."""
         status = self.read_status()
         state = status.get("status", "unknown")
         pid = status.get("pid")
-        dead = state in ("created", *ACTIVE) and pid and not pid_alive(int(pid))
-        never_started = (state == "starting" and not pid
-                         and time.time() - status.get("updated_at", 0) > STARTUP_GRACE_S)
-        if dead or never_started:
+        if state in ("created", *ACTIVE) and pid and not pid_alive(int(pid)):
             return "running" if self.holder() is not None else "failed"
+        if state == "starting" and not pid and self.holder() is None:
+            return "failed"
         return state
 
     def holder(self) -> int | None:
@@ -98,15 +97,27 @@ class JobFolder:
         """Start `python -m tunedeck.core.worker MODE ARGS...` in its own session, so it outlives the terminal;
         its output goes to worker.log.
 
-        Refused when a worker holds the folder. status.json says 'starting' before the child exists; from then on
-        only the worker writes it.
+        Refused when a worker holds the folder. This process takes the lock first and hands it to the worker, so
+        of two starts racing for one folder the second is refused. status.json says 'starting' before the child
+        exists; from then on only the worker writes it.
         """
         self.refuse_if_running(f"the {mode} job")
-        self.update_status(status="starting", pid=None, started_at=time.time(), **status)
+        lock = self.lock()
+        try:
+            self.update_status(status="starting", pid=None, started_at=time.time(), **status)
+            proc = self._start(mode, args, lock)
+        except BaseException:
+            lock.release()
+            raise
+        lock.handed_to(proc.pid)
+        return proc
+
+    def _start(self, mode: str, args: tuple[str | Path, ...], lock: JobLock) -> subprocess.Popen:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
             return subprocess.Popen(worker_argv(mode, *args), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                    start_new_session=True, env=env, pass_fds=lock.hand_over(env))
         except OSError as exc:
             self.update_status(status="failed", error=f"could not start the worker: {exc}")
             raise RunError(f"could not start the {mode} worker: {exc.strerror}", where=str(self.root)) from None

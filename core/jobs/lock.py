@@ -12,12 +12,15 @@ from tunedeck.core.errors import RunError
 TRIES = 25  # a holder check (below) holds the lock for microseconds: retry briefly before calling it taken
 PAUSE_S = 0.02
 UNKNOWN_PID = 0  # held, but the holder has not written its pid yet
+INHERITED_FD = "TUNEDECK_JOB_LOCK_FD"  # a starter hands the lock it holds to the worker it starts under this name
 
 
 class JobLock:
     """`flock` on a file inside the job folder. The holder writes its pid into the file so others can name it.
 
     The lock belongs to the open file, not to a path or a pid: nothing stale survives a crash or `kill -9`.
+    A starter takes it before it starts a worker and hands the open file over (INHERITED_FD), so two starters
+    racing for one folder can never both start one.
     """
 
     def __init__(self, path: Path):
@@ -30,7 +33,12 @@ class JobLock:
         return self._fd is not None
 
     def acquire(self, where: str | None = None) -> JobLock:
-        """Take the lock for this process until release() or exit; RunError 'already running (pid N)' if taken."""
+        """Take the lock for this process until release() or exit; RunError 'already running (pid N)' if taken.
+
+        A worker whose starter handed it this lock adopts it instead."""
+        fd = self._inherited()
+        if fd is not None:
+            return self._own(fd)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         for attempt in range(TRIES):
             try:
@@ -43,10 +51,48 @@ class JobLock:
                     raise RunError(f"already running (pid {pid if pid else 'unknown'})", where=where,
                                    hint="wait for it to finish, or stop it first") from None
                 time.sleep(PAUSE_S)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        return self._own(fd)
+
+    def _own(self, fd: int, pid: int | None = None) -> JobLock:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # already ours: a no-op that proves it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{pid or os.getpid()}\n".encode("ascii"), 0)
+        except OSError as exc:  # e.g. a full disk: let go, and say where
+            os.close(fd)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
         self._fd = fd
         return self
+
+    def _inherited(self) -> int | None:
+        """The lock's open file as the starter handed it to this process, if it did (then never to our children)."""
+        value = os.environ.get(INHERITED_FD, "")
+        if not value.isdigit():
+            return None
+        fd = int(value)
+        try:
+            mine, ours = os.fstat(fd), os.stat(self.path)
+        except OSError:
+            return None
+        if (mine.st_dev, mine.st_ino) != (ours.st_dev, ours.st_ino):
+            return None
+        del os.environ[INHERITED_FD]
+        os.set_inheritable(fd, False)
+        return fd
+
+    def hand_over(self, env: dict[str, str]) -> tuple[int, ...]:
+        """Let a child about to start adopt this lock: sets INHERITED_FD in its env; the fds to pass to it."""
+        assert self._fd is not None, "hand_over needs the lock held"
+        env[INHERITED_FD] = str(self._fd)
+        return (self._fd,)
+
+    def handed_to(self, pid: int) -> None:
+        """The child now holds the lock: name it in the lock file and close this process's copy, still locked."""
+        assert self._fd is not None, "handed_to needs the lock held"
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{pid}\n".encode("ascii"), 0)
+        os.close(self._fd)
+        self._fd = None
 
     def release(self) -> None:
         if self._fd is None:

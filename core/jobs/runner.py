@@ -66,10 +66,15 @@ def _finish(job: Job, body: Body, final_status: Callable[[Event], dict[str, Any]
             job.outcome = job.emit(job.finished(status="stopped", message="stopped on request"))
             job.folder.update_status(status="stopped", message=job.outcome.message)
             return exit_code(job.outcome)
-        traceback.print_exc(file=sys.stderr)
+        try:
+            traceback.print_exc(file=sys.stderr)
+        except OSError:  # worker.log is on a full disk: the error event below still says what happened
+            pass
         error = job.emit(describe(exc))
         job.outcome = job.emit(job.finished(status="failed", message=error.message))
-        job.folder.update_status(status="failed", error=error.message, error_kind=error.kind)
+        reached = getattr(job.outcome, "final_step", None)  # a run's: the step it got to
+        job.folder.update_status(status="failed", error=error.message, error_kind=error.kind,
+                                 **({"step": reached} if reached else {}))
         return 2 if isinstance(exc, TunedeckError) else 1
     job.outcome = job.emit(finished)
     job.folder.update_status(status=finished.status, **final_status(finished))

@@ -109,7 +109,8 @@ def list_runs(runs_root: Path) -> list[RunDir]:
     """Every run under the root, oldest first."""
     if not runs_root.is_dir():
         return []
-    runs = [RunDir(p) for p in runs_root.iterdir() if p.is_dir() and (p / "config.yaml").is_file()]
+    runs = [RunDir(p) for p in runs_root.iterdir()  # a symlink is not listed: run_dir refuses to open one
+            if not p.is_symlink() and p.is_dir() and (p / "config.yaml").is_file()]
     return sorted(runs, key=lambda r: (r.read_status().get("created_at", 0), r.run_id))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedeck.core.errors import ModelError
+from tunedeck.core.user_files import CONFIG_LIMIT, read_regular
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,54 @@ def check_model_available(name_or_path: str) -> None:
         raise ModelError("model folder not found", where=name_or_path, hint="check model.name_or_path")
     if not path.exists():
         check_hub_model(name_or_path)
+    folder = local_model_dir(name_or_path, build_builtin=False)
+    if folder is not None:
+        check_model_config(folder / "config.json")
+
+
+def check_model_config(path: Path) -> dict[str, Any]:
+    """A model's config.json as a dict; ModelError naming the file (and line) when it is empty, not JSON, not an
+    object, or names no model type."""
+    hint = "the model folder is damaged: copy or download it again"
+    raw = read_regular(path, ModelError, limit=CONFIG_LIMIT, hint=hint)
+    if not raw.strip():
+        raise ModelError("config.json is empty", where=str(path), hint=hint)
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError("config.json is not UTF-8 text", where=str(path), hint=hint) from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}", hint=hint) from None
+    except RecursionError:
+        raise ModelError("config.json is nested too deeply", where=str(path), hint=hint) from None
+    if not isinstance(config, dict):
+        raise ModelError(f"config.json holds a {type(config).__name__}, expected an object", where=str(path),
+                         hint=hint)
+    if not isinstance(config.get("model_type"), str) and not config.get("architectures"):
+        raise ModelError("config.json names no model_type", where=str(path), hint=hint)
+    return config
+
+
+def local_model_dir(name_or_path: str, build_builtin: bool = True) -> Path | None:
+    """The folder holding a model's files on this machine: a local folder, the builtin's converted folder (built
+    now when asked), or a hub model's cached snapshot; None when there is none yet."""
+    if name_or_path.startswith("builtin:"):
+        model = BUILTIN_MODELS.get(name_or_path.removeprefix("builtin:"))
+        if model is None:
+            return None
+        target = cache_dir() / "models" / f"{model.name}-v{model.version}"
+        if (target / "config.json").is_file():
+            return target
+        return materialize_builtin(model) if build_builtin else None
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    cached = try_to_load_from_cache(name_or_path, "config.json")
+    return Path(cached).parent if isinstance(cached, str) else None
 
 
 def check_hub_model(repo_id: str) -> None:

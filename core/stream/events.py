@@ -287,14 +287,17 @@ class EventWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.RLock()  # re-entrant: a stop-signal handler may emit while its thread is in emit()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         self._handle = os.fdopen(fd, "a", encoding="utf-8")
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a writer died mid-line: end it, so the next event
+            os.write(fd, b"\n")                             # starts a line of its own (readers skip the torn one)
 
     def emit(self, event: Event) -> Event:
-        line = event.to_json() + "\n"
-        with self._lock:
-            self._handle.write(line)
-            self._handle.flush()
+        line = memoryview((event.to_json() + "\n").encode("utf-8"))
+        with self._lock:  # one write call per line: another process appending never lands inside it
+            while line:
+                line = line[os.write(self._handle.fileno(), line):]
         return event
 
     def close(self) -> None:

@@ -12,23 +12,30 @@ from transformers import TrainerCallback
 
 from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.stream.events import Checkpoint, Eval, EventWriter, Log, Step
-from tunedeck.core.training.checkpoints import mark_complete
+from tunedeck.core.training.checkpoints import folder_size, hold_for_test, mark_complete
 from tunedeck.core.training.distributed import agreed_stop, is_main_process
+from tunedeck.core.training.rotation import rotate
 
 STATUS_EVERY_S = 5.0
-# The optimizer step being computed in this worker process (one run per process), for the error event.
+# The optimizer step being computed in this worker process (one run per process), for the error event, and the
+# last one finished, for the failed run's final step.
 step_in_progress: int | None = None
+steps_done: int | None = None
 
 
 class EventCallback(TrainerCallback):
     """Turns Trainer logs into step / eval / checkpoint events and keeps status.json current.
 
     In a multi-GPU run every rank has one; only rank 0's writes anything (one `step` per optimizer step).
+    It also rotates checkpoints (the Trainer's own rotation is off): only once the newest is complete, keeping
+    at most `keep`, the best and any a reader has pinned.
     """
 
-    def __init__(self, run: RunDir, events: EventWriter, samples_per_step: int, on_train_begin=None):
+    def __init__(self, run: RunDir, events: EventWriter, samples_per_step: int, on_train_begin=None,
+                 keep: int | None = None):
         self.main = is_main_process()
         self.run = run
+        self.keep = keep
         self.events = events
         self.samples_per_step = samples_per_step
         self._on_train_begin = on_train_begin
@@ -49,6 +56,10 @@ class EventCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         global step_in_progress
         step_in_progress = state.global_step + 1
+
+    def on_step_end(self, args, state, control, **kwargs):
+        global steps_done
+        steps_done = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not self.main:
@@ -93,9 +104,12 @@ class EventCallback(TrainerCallback):
             return
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if args.should_save:  # the main process wrote it; from now on it counts for resume
+            hold_for_test("checkpoint-written", state.global_step)
             mark_complete(path, state.global_step)
+            rotate(path.parent, self.keep, state.best_model_checkpoint)
         self.events.emit(Checkpoint(step=state.global_step, path=str(path), eval_loss=self.last_eval_loss))
-        self.run.update_status(last_checkpoint=str(path), best_checkpoint=state.best_model_checkpoint)
+        self.run.update_status(last_checkpoint=str(path), best_checkpoint=state.best_model_checkpoint,
+                               checkpoint_bytes=folder_size(path))
 
 
 class StopCallback(TrainerCallback):

@@ -15,6 +15,7 @@ from tunedeck.core.data.training_set import prepare_data
 from tunedeck.core.hardware.detect import detect_hardware, precision_warning, resolve_precision
 from tunedeck.core.jobs.runs import RunDir
 from tunedeck.core.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
+from tunedeck.core.private import private_dir
 from tunedeck.core.stream.events import EventWriter, Log, RunFinished, RunStarted, Sample
 from tunedeck.core.training.distributed import is_main_process, under_launcher
 from tunedeck.core.training.launch import launch_record
@@ -29,6 +30,10 @@ def run_training(run: RunDir, events: EventWriter, cancel: threading.Event, resu
     optimizer, scheduler, RNG and data order.
     """
     config = run.load_config()
+    widened = private_dir(run.path) if is_main_process() else None
+    if widened is not None:
+        events.emit(Log(level="warning", message=f"the run folder was open to others (mode {widened:o}): made "
+                        "private (700), as run folders are"))
     checkpoint = _resume_point(run, events) if resume else None
     hardware = detect_hardware()
     launched = launch_record(run) if under_launcher() else None  # ranks share the launch job's precision
@@ -176,7 +181,7 @@ def _build_trainer(config, run, model, tokenizer, prepared, precision, hardware,
     t = config.train
     has_val = len(prepared.val) > 0
     if not has_val and t.eval_strategy != "no":
-        events.emit(Log(level="info", message="no validation split (data.val_size is 0): evaluation is off"))
+        events.emit(Log(level="info", message=f"{no_validation_reason(config)}: evaluation is off"))
     eval_strategy = t.eval_strategy if has_val else "no"
     args = SFTConfig(
         output_dir=str(run.checkpoints),
@@ -201,7 +206,7 @@ def _build_trainer(config, run, model, tokenizer, prepared, precision, hardware,
         eval_steps=t.eval_steps,
         save_strategy=t.save_strategy,
         save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
+        save_total_limit=None,  # EventCallback rotates, after the newest checkpoint's manifest is written
         metric_for_best_model="eval_loss" if eval_strategy != "no" else None,
         greater_is_better=False,
         load_best_model_at_end=t.load_best_at_end and eval_strategy != "no",
@@ -241,12 +246,24 @@ def _build_trainer(config, run, model, tokenizer, prepared, precision, hardware,
         eval_dataset=prepared.val if has_val else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[EventCallback(run, events, samples_per_step, started), StopCallback(cancel, events)],
+        callbacks=[EventCallback(run, events, samples_per_step, started, keep=t.save_total_limit),
+                   StopCallback(cancel, events)],
     )
     if t.early_stopping_patience and eval_strategy != "no":
         trainer.add_callback(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
     trainer.remove_callback(PrinterCallback)  # the event stream already carries every log line
     return trainer
+
+
+def no_validation_reason(config: Config) -> str:
+    """Why a run has no validation samples, as it is: no split asked for, or one that came out empty."""
+    data = config.data
+    if data.val_path:
+        return f"no validation samples: none of {data.val_path} fits data.cutoff_len"
+    if data.val_size == 0:
+        return "no validation split (data.val_size is 0)"
+    return (f"no validation samples: data.val_size {data.val_size} held out none (too few rows, or every held-out "
+            "sample was cut away by data.cutoff_len)")
 
 
 def save_adapter(model: Any, tokenizer: Any, run: RunDir) -> Any:
