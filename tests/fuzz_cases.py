@@ -56,6 +56,8 @@ def wrong_type(field) -> str | None:
         return "lots"
     if typing.get_origin(annotation) is list:
         return "{a: 1}"
+    if typing.get_origin(annotation) is dict:
+        return "[a, b]"
     if annotation is str or str in args:
         return "{a: 1}"
     return None
